@@ -1,0 +1,288 @@
+//! API: the router, the operator endpoints, and the one place where errors
+//! become HTTP responses.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::journal::{Event, EventQuery, JournalError};
+use crate::metrics::WebhookOutcome;
+use crate::parse::ParseError;
+use crate::replay::{replay, ReplayReceipt};
+use crate::webhook::{check_operator_auth, receive};
+
+/// Every way a request can fail, with the status and JSON body it gets.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or wrong credentials.
+    #[error("{}", if *missing { "credentials required" } else { "invalid credentials" })]
+    Unauthorized {
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+        /// No `Authorization` header at all.
+        missing: bool,
+    },
+    /// The operator API needs a token and none is configured.
+    #[error("the operator API is disabled: set ROLLBACKD_OPERATOR_TOKEN[_FILE]")]
+    OperatorApiDisabled,
+    /// Not JSON by content type.
+    #[error("content type must be application/json, got {}", found.as_deref().unwrap_or("none"))]
+    UnsupportedMediaType {
+        /// What the request declared.
+        found: Option<String>,
+    },
+    /// Body over the limit.
+    #[error("body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body is not a valid notification.
+    #[error(transparent)]
+    Payload(#[from] ParseError),
+    /// The journal could not take or give the data.
+    #[error("journal unavailable: {0}")]
+    Journal(JournalError),
+    /// No such event.
+    #[error("event {0} not found")]
+    NotFound(i64),
+    /// A bad query parameter.
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::OperatorApiDisabled => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Payload(ParseError::Malformed { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Payload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable machine-readable code for the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::OperatorApiDisabled => "operator_api_disabled",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::Payload(ParseError::Malformed { .. }) => "malformed_json",
+            ApiError::Payload(ParseError::UnsupportedVersion { .. }) => "unsupported_version",
+            ApiError::Payload(ParseError::Invalid(_)) => "invalid_payload",
+            ApiError::Journal(_) => "journal_unavailable",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadQuery(_) => "bad_query",
+        }
+    }
+
+    /// The webhook metric outcome this error counts as.
+    pub fn webhook_outcome(&self) -> WebhookOutcome {
+        match self {
+            ApiError::Unauthorized { .. } | ApiError::OperatorApiDisabled => {
+                WebhookOutcome::unauthorized
+            }
+            ApiError::UnsupportedMediaType { .. } => WebhookOutcome::unsupported_media_type,
+            ApiError::TooLarge { .. } => WebhookOutcome::too_large,
+            ApiError::Payload(ParseError::Malformed { .. }) => WebhookOutcome::malformed,
+            ApiError::Payload(_) | ApiError::BadQuery(_) | ApiError::NotFound(_) => {
+                WebhookOutcome::invalid
+            }
+            ApiError::Journal(_) => WebhookOutcome::journal_unavailable,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let ApiError::Payload(ParseError::Malformed { line, column, .. }) = &self {
+            body["line"] = json!(line);
+            body["column"] = json!(column);
+        }
+        if let ApiError::Journal(e) = &self {
+            tracing::error!(error = %e, "journal unavailable; answering 503");
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Unauthorized { challenge, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Alertmanager ignores it, but people and proxies read it.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhook", post(receive))
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/events/{id}", get(get_event))
+        .route("/api/v1/replay/{id}", post(replay_event))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Largest page of `/api/v1/events`.
+const MAX_PAGE: usize = 500;
+/// Page size when `limit` is not given.
+const DEFAULT_PAGE: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsParams {
+    alertname: Option<String>,
+    namespace: Option<String>,
+    decision: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct EventsPage {
+    events: Vec<Event>,
+    /// Pass as `before` to get the next (older) page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<i64>,
+}
+
+async fn list_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsPage>, ApiError> {
+    check_operator_auth(&app, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadQuery(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if let Some(d) = &p.decision {
+        if !["rollback", "rollback-after", "notify", "ignore"].contains(&d.as_str()) {
+            return Err(ApiError::BadQuery(format!(
+                "unknown decision {d:?}: expected rollback, rollback-after, notify or ignore"
+            )));
+        }
+    }
+    let (events, more) = app
+        .journal
+        .events(EventQuery {
+            alertname: p.alertname,
+            namespace: p.namespace,
+            decision: p.decision,
+            before: p.before,
+            limit,
+        })
+        .await
+        .map_err(ApiError::Journal)?;
+    let next_before = if more {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(EventsPage {
+        events,
+        next_before,
+    }))
+}
+
+async fn get_event(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Event>, ApiError> {
+    check_operator_auth(&app, &headers)?;
+    let id = parse_id(&id)?;
+    app.journal
+        .event(id)
+        .await
+        .map_err(ApiError::Journal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(id))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayParams {
+    dry_run: Option<bool>,
+}
+
+async fn replay_event(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Result<Query<ReplayParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReplayReceipt>, ApiError> {
+    check_operator_auth(&app, &headers)?;
+    let id = parse_id(&id)?;
+    let Query(p) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let receipt = replay(&app, id, p.dry_run.unwrap_or(true)).await?;
+    Ok(Json(receipt))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::BadQuery(format!("event id must be a positive integer, got {id:?}"))
+    })
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the journal takes writes and the rules are loaded.
+async fn readyz(State(app): State<AppState>) -> Response {
+    let journal = app.journal.probe_writable().await;
+    let rules = app.rules.rules.len();
+    let ready = journal.is_ok() && rules > 0;
+    let body = json!({
+        "ready": ready,
+        "checks": {
+            "journal": match &journal { Ok(()) => "writable".to_string(), Err(e) => e.to_string() },
+            "rules": format!("{rules} rules loaded"),
+        },
+        "dry_run": app.settings.dry_run,
+        "worker": if app.settings.intake_only { "off (intake only)" } else { "running" },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,162 @@
+//! App: the shared state, built in one place, and the server's lifecycle.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{RulesSource, Settings};
+use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
+use crate::metrics::Metrics;
+use crate::rules::{Rules, RulesError};
+use crate::worker::Worker;
+
+/// Where "now" comes from. Tests pass a clock they control.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Everything a request handler or the worker shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Resolved settings (listen address, auth, limits, dry-run).
+    pub settings: Arc<Settings>,
+    /// The decision matrix, loaded and validated at start-up.
+    pub rules: Arc<Rules>,
+    /// The durable journal.
+    pub journal: Journal,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the worker when new work is journaled.
+    pub work_ready: Arc<Notify>,
+}
+
+impl AppState {
+    /// Tells the worker there is work in the journal.
+    pub fn wake_worker(&self) {
+        self.work_ready.notify_one();
+    }
+}
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Rules refused.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// Journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Loads rules from where the settings say.
+pub fn load_rules(source: &RulesSource) -> Result<Rules, RulesError> {
+    match source {
+        RulesSource::Dir(dir) => Rules::load_dir(dir),
+        RulesSource::Embedded => Ok(Rules::embedded_default()),
+    }
+}
+
+impl AppState {
+    /// Builds the state: loads rules, opens the journal, registers metrics.
+    pub fn build(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        journal_options: JournalOptions,
+    ) -> Result<AppState, StartError> {
+        let rules = load_rules(&settings.rules)?;
+        let metrics = Arc::new(Metrics::new());
+        let observed = metrics.clone();
+        let observer: CommitObserver = Arc::new(move |took, n| observed.journal_commit(took, n));
+        let journal = Journal::open(&settings.journal, journal_options, Some(observer))?;
+        Ok(AppState {
+            settings: Arc::new(settings),
+            rules: Arc::new(rules),
+            journal,
+            metrics,
+            clock,
+            work_ready: Arc::new(Notify::new()),
+        })
+    }
+}
+
+/// A running server: its address and the handles to stop it.
+pub struct Server {
+    /// The bound address (useful with port 0).
+    pub addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds, starts the HTTP server and (unless intake-only) the worker.
+    pub async fn start(state: AppState) -> Result<Server, StartError> {
+        let listener = TcpListener::bind(state.settings.listen)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr: state.settings.listen,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| StartError::Bind {
+            addr: state.settings.listen,
+            reason: e.to_string(),
+        })?;
+        let (shutdown, mut stop_http) = watch::channel(false);
+        let worker = if state.settings.intake_only {
+            None
+        } else {
+            let worker = Worker::new(state.clone());
+            let stop = shutdown.subscribe();
+            Some(tokio::spawn(worker.run(stop)))
+        };
+        let router = crate::api::router(state);
+        let http = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "rollbackd listening");
+        Ok(Server {
+            addr,
+            shutdown,
+            http,
+            worker,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, stops the worker
+    /// between webhooks.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.http.await;
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Configuration: a YAML file (`--config`), every key also a flag and an
+//! environment variable; secrets also from files (Kubernetes Secrets).
+//!
+//! Precedence, highest first: flag, environment variable, config file,
+//! built-in default. A secret given both as a value and as a file is an
+//! error, not a silent choice.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// A credential. Its `Debug` prints `<secret>`; it has no `Display`, so it
+/// cannot end up in a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<Arc<str>>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that compares or sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The config file is not valid.
+    #[error("invalid config file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, with line and column.
+        reason: String,
+    },
+    /// A secret file could not be read.
+    #[error("cannot read {what} from {path}: {reason}")]
+    SecretFile {
+        /// Which secret (`webhook token`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why (never the content).
+        reason: String,
+    },
+    /// A secret was given both as a value and as a file.
+    #[error("{what} is given both as a value and as a file; give one")]
+    SecretTwice {
+        /// Which secret.
+        what: &'static str,
+    },
+    /// Basic auth half configured.
+    #[error("basic auth needs both a user and a password")]
+    BasicAuthIncomplete,
+    /// No webhook credentials and no explicit opt-out.
+    #[error(
+        "no webhook credentials configured: set ROLLBACKD_WEBHOOK_TOKEN[_FILE] or \
+         ROLLBACKD_WEBHOOK_USER + ROLLBACKD_WEBHOOK_PASSWORD[_FILE], or pass --insecure-no-auth"
+    )]
+    NoAuth,
+}
+
+/// `rollbackd serve` options. Every one is also an environment variable and
+/// a key of the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// YAML config file; flags and environment variables override its keys.
+    #[arg(long, env = "ROLLBACKD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:9095].
+    #[arg(long, env = "ROLLBACKD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder of rules files [default: rules/, or the embedded defaults when
+    /// that folder does not exist].
+    #[arg(long, env = "ROLLBACKD_RULES")]
+    pub rules: Option<PathBuf>,
+    /// SQLite journal file, created on first start [default: rollbackd.db].
+    #[arg(long, env = "ROLLBACKD_JOURNAL")]
+    pub journal: Option<PathBuf>,
+    /// Decide and record, but change nothing in the cluster.
+    #[arg(long, env = "ROLLBACKD_DRY_RUN", num_args = 0..=1, default_missing_value = "true")]
+    pub dry_run: Option<bool>,
+    /// Largest webhook body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "ROLLBACKD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Bearer token Alertmanager sends (prefer the _FILE form).
+    #[arg(long, env = "ROLLBACKD_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub webhook_token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "ROLLBACKD_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+    /// Basic-auth user Alertmanager sends.
+    #[arg(long, env = "ROLLBACKD_WEBHOOK_USER")]
+    pub webhook_user: Option<String>,
+    /// Basic-auth password (prefer the _FILE form).
+    #[arg(long, env = "ROLLBACKD_WEBHOOK_PASSWORD", hide_env_values = true)]
+    pub webhook_password: Option<String>,
+    /// File holding the basic-auth password.
+    #[arg(long, env = "ROLLBACKD_WEBHOOK_PASSWORD_FILE")]
+    pub webhook_password_file: Option<PathBuf>,
+    /// Token for the operator API (`/api/v1/...`), distinct from the webhook's.
+    #[arg(long, env = "ROLLBACKD_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// File holding the operator token.
+    #[arg(long, env = "ROLLBACKD_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Accept webhooks without credentials (only for local trials).
+    #[arg(long, env = "ROLLBACKD_INSECURE_NO_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_no_auth: Option<bool>,
+    /// Journal webhooks but do not process them (a standby or maintenance
+    /// mode: the work waits in the journal for a replica that processes).
+    #[arg(long, env = "ROLLBACKD_INTAKE_ONLY", num_args = 0..=1, default_missing_value = "true")]
+    pub intake_only: Option<bool>,
+}
+
+/// The config file's keys (same names as the flags, with underscores).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    rules: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    dry_run: Option<bool>,
+    max_body_bytes: Option<usize>,
+    webhook_token: Option<String>,
+    webhook_token_file: Option<PathBuf>,
+    webhook_user: Option<String>,
+    webhook_password: Option<String>,
+    webhook_password_file: Option<PathBuf>,
+    operator_token: Option<String>,
+    operator_token_file: Option<PathBuf>,
+    insecure_no_auth: Option<bool>,
+    intake_only: Option<bool>,
+}
+
+/// Where the rules come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesSource {
+    /// A folder of YAML files.
+    Dir(PathBuf),
+    /// The `rules/default.yaml` compiled into the binary.
+    Embedded,
+}
+
+/// How `/webhook` callers prove who they are.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookAuth {
+    /// `Authorization: Bearer <token>`.
+    pub bearer: Option<Secret>,
+    /// `Authorization: Basic <user:password>`.
+    pub basic: Option<(String, Secret)>,
+}
+
+impl WebhookAuth {
+    /// Whether any credential is configured.
+    pub fn is_configured(&self) -> bool {
+        self.bearer.is_some() || self.basic.is_some()
+    }
+}
+
+/// Resolved settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Rules location.
+    pub rules: RulesSource,
+    /// Journal file.
+    pub journal: PathBuf,
+    /// Global dry-run.
+    pub dry_run: bool,
+    /// Body limit for `/webhook`.
+    pub max_body_bytes: usize,
+    /// Webhook credentials.
+    pub webhook_auth: WebhookAuth,
+    /// Operator API token.
+    pub operator_token: Option<Secret>,
+    /// Accept unauthenticated webhooks and operator calls.
+    pub insecure_no_auth: bool,
+    /// Journal only; do not process.
+    pub intake_only: bool,
+}
+
+/// Default listen address: all interfaces, port 9095 (next to
+/// Alertmanager's 9093/9094, as DESIGN.md fixes it).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9095";
+/// 1 MiB: a 1,000-alert group with long annotations fits; Alertmanager's
+/// `max_alerts` keeps real groups far below.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+impl Settings {
+    /// Merges flags/environment (already in `args` through clap) with the
+    /// config file, reads secret files, and checks the result.
+    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
+        let rules = match args.rules.clone().or(file.rules) {
+            Some(dir) => RulesSource::Dir(dir),
+            None if Path::new("rules").is_dir() => RulesSource::Dir(PathBuf::from("rules")),
+            None => RulesSource::Embedded,
+        };
+        let webhook_token = secret(
+            "webhook token",
+            args.webhook_token.clone().or(file.webhook_token),
+            pick(&args.webhook_token_file, &file.webhook_token_file),
+        )?;
+        let webhook_password = secret(
+            "webhook password",
+            args.webhook_password.clone().or(file.webhook_password),
+            pick(&args.webhook_password_file, &file.webhook_password_file),
+        )?;
+        let webhook_user = args.webhook_user.clone().or(file.webhook_user);
+        let basic = match (webhook_user, webhook_password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => return Err(ConfigError::BasicAuthIncomplete),
+        };
+        let operator_token = secret(
+            "operator token",
+            args.operator_token.clone().or(file.operator_token),
+            pick(&args.operator_token_file, &file.operator_token_file),
+        )?;
+        let insecure_no_auth = args
+            .insecure_no_auth
+            .or(file.insecure_no_auth)
+            .unwrap_or(false);
+        let webhook_auth = WebhookAuth {
+            bearer: webhook_token,
+            basic,
+        };
+        if !webhook_auth.is_configured() && !insecure_no_auth {
+            return Err(ConfigError::NoAuth);
+        }
+        Ok(Settings {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            rules,
+            journal: pick(&args.journal, &file.journal)
+                .unwrap_or_else(|| PathBuf::from("rollbackd.db")),
+            dry_run: args.dry_run.or(file.dry_run).unwrap_or(false),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            webhook_auth,
+            operator_token,
+            insecure_no_auth,
+            intake_only: args.intake_only.or(file.intake_only).unwrap_or(false),
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_norway::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// A secret from a value or a file (trailing newline dropped, as
+/// `kubectl create secret --from-file` keeps it).
+fn secret(
+    what: &'static str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::SecretTwice { what }),
+        (Some(v), None) => Ok(Some(Secret::new(v))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::SecretFile {
+                what,
+                path: path.clone(),
+                reason: e.kind().to_string(),
+            })?;
+            Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_never_shows_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "<secret>");
+        let auth = WebhookAuth {
+            bearer: Some(s.clone()),
+            basic: Some(("am".into(), s)),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_credentials() {
+        let err = Settings::resolve(&ServeArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("--insecure-no-auth"), "{err}");
+        let ok = Settings::resolve(&ServeArgs {
+            insecure_no_auth: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.listen.to_string(), "0.0.0.0:9095");
+        assert_eq!(ok.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn secret_files_are_read_and_flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let config = dir.path().join("c.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:1234\njournal: /tmp/x.db\nwebhook_token_file: {}\ndry_run: true\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(&ServeArgs {
+            config: Some(config),
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(s.journal, PathBuf::from("/tmp/x.db"));
+        assert!(s.dry_run);
+        assert_eq!(s.webhook_auth.bearer.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn unknown_config_keys_and_double_secrets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("c.yaml");
+        std::fs::write(&config, "listen: 127.0.0.1:1\nlsiten: x\n").unwrap();
+        let err = Settings::resolve(&ServeArgs {
+            config: Some(config),
+            insecure_no_auth: Some(true),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `lsiten`"), "{err}");
+        let err = Settings::resolve(&ServeArgs {
+            webhook_token: Some("a".into()),
+            webhook_token_file: Some("/nonexistent".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "webhook token is given both as a value and as a file; give one"
+        );
+    }
+
+    #[test]
+    fn unreadable_secret_file_error_names_the_file_not_the_content() {
+        let err = Settings::resolve(&ServeArgs {
+            webhook_token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read webhook token from /nonexistent/token: entity not found"
+        );
+    }
+}

@@ -1,0 +1,878 @@
+//! Journal: the durable record of everything rollbackd received and did.
+//!
+//! One SQLite file in WAL mode. Every webhook is written (raw body and parsed
+//! form) before it is acknowledged; the worker is fed from the journal, so
+//! work accepted before a crash is picked up after a restart.
+//!
+//! Writes go through one writer thread that owns the write connection and
+//! commits whatever is queued in one transaction (group commit): under load,
+//! one fsync acknowledges many webhooks, so durability costs little
+//! throughput. Reads use a separate connection; WAL lets them run beside the
+//! writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::decide::Decision;
+use crate::parse::{AlertStatus, Notification};
+
+/// Why the journal could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite refused (locked, read-only, disk full, corrupt...).
+    #[error("journal database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The transaction carrying this write could not be committed.
+    #[error("journal commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone (it only stops when the journal is dropped).
+    #[error("journal writer is not running")]
+    WriterGone,
+    /// A stored row could not be decoded.
+    #[error("journal row {id} is unreadable: {reason}")]
+    Corrupt {
+        /// Row id.
+        id: i64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The file could not be opened or created.
+    #[error("cannot open journal {path}: {reason}")]
+    Open {
+        /// Path of the journal file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Where a journaled webhook came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Posted by Alertmanager to `/webhook`.
+    Alertmanager,
+    /// Re-run by an operator through `/api/v1/replay/{id}`.
+    Replay,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::Replay => "replay",
+        }
+    }
+
+    fn from_db(s: &str) -> Source {
+        match s {
+            "replay" => Source::Replay,
+            _ => Source::Alertmanager,
+        }
+    }
+}
+
+/// A webhook to append.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    /// Where it came from.
+    pub source: Source,
+    /// For a replay, the webhook it re-runs.
+    pub replay_of: Option<i64>,
+    /// Whether actions taken for it are dry-run only.
+    pub dry_run: bool,
+    /// The body exactly as received.
+    pub raw: Vec<u8>,
+    /// The parsed notification.
+    pub notification: Notification,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// One action the worker took (or would take) for an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionRecord {
+    /// What was attempted: `rollback`, `hold`, `notify`, `none`.
+    pub action: String,
+    /// How it ended: `dry-run`, `planned`, `skipped`, ...
+    pub outcome: String,
+    /// Human detail for reports.
+    pub detail: String,
+    /// When it was recorded.
+    pub at: Timestamp,
+}
+
+/// The worker's result for one alert of a webhook.
+#[derive(Debug, Clone)]
+pub struct AlertOutcome {
+    /// Position of the alert in the webhook's `alerts`.
+    pub index: usize,
+    /// The decision.
+    pub decision: Decision,
+    /// What was done about it.
+    pub actions: Vec<ActionRecord>,
+}
+
+/// A webhook the worker has not processed yet.
+#[derive(Debug, Clone)]
+pub struct PendingWebhook {
+    /// Journal id.
+    pub id: i64,
+    /// Dry-run only.
+    pub dry_run: bool,
+    /// Parsed form.
+    pub notification: Notification,
+}
+
+/// Filters and page for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only webhooks with an alert of this name.
+    pub alertname: Option<String>,
+    /// Only webhooks with an alert in this namespace.
+    pub namespace: Option<String>,
+    /// Only webhooks with an alert decided so (`rollback`, ...).
+    pub decision: Option<String>,
+    /// Only ids below this one (the cursor of the previous page).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A webhook as the events API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Journal id.
+    pub id: i64,
+    /// When it arrived.
+    pub received_at: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The webhook a replay re-ran.
+    pub replay_of: Option<i64>,
+    /// Dry-run only.
+    pub dry_run: bool,
+    /// Alertmanager receiver.
+    pub receiver: String,
+    /// Alertmanager group key.
+    pub group_key: String,
+    /// Group status.
+    pub status: AlertStatus,
+    /// When the worker finished with it; `null` while pending.
+    pub processed_at: Option<String>,
+    /// Its alerts with their decisions and actions.
+    pub alerts: Vec<EventAlert>,
+    /// Replays of this webhook (detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replays: Option<Vec<i64>>,
+    /// The body as received (detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// One alert inside an [`Event`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EventAlert {
+    /// Position in the webhook.
+    pub index: usize,
+    /// `alertname` label.
+    pub alertname: String,
+    /// `namespace` label, if any.
+    pub namespace: Option<String>,
+    /// `severity` label, if any.
+    pub severity: Option<String>,
+    /// Firing or resolved.
+    pub status: AlertStatus,
+    /// Alertmanager fingerprint.
+    pub fingerprint: String,
+    /// Episode start.
+    pub starts_at: String,
+    /// The decision, once made.
+    pub decision: Option<Decision>,
+    /// Actions, in order.
+    pub actions: Vec<ActionRecord>,
+}
+
+/// Journal tunables.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// How long a write waits for a lock held by another process before it
+    /// fails. Long enough to ride out a checkpoint or a backup, short enough
+    /// that Alertmanager (10 s timeout) gets a 503 and retries.
+    pub busy_timeout: Duration,
+    /// Most writes committed in one transaction. Bounds the latency a large
+    /// batch adds to its first request.
+    pub max_batch: usize,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            busy_timeout: Duration::from_secs(2),
+            max_batch: 256,
+        }
+    }
+}
+
+/// Hooks the journal reports to (metrics), kept as plain callbacks so the
+/// journal does not depend on the metrics module.
+pub type CommitObserver = Arc<dyn Fn(Duration, usize) + Send + Sync>;
+
+/// Handle to the journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    writer: mpsc::Sender<Write>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: &[&str] = &[
+    // 1: webhooks, alerts, actions.
+    "CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        replay_of INTEGER REFERENCES webhooks(id),
+        dry_run INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        parsed TEXT NOT NULL,
+        processed_at TEXT
+    );
+    CREATE INDEX webhooks_pending ON webhooks(id) WHERE processed_at IS NULL;
+    CREATE INDEX webhooks_replay_of ON webhooks(replay_of) WHERE replay_of IS NOT NULL;
+    CREATE TABLE alerts (
+        webhook_id INTEGER NOT NULL REFERENCES webhooks(id),
+        idx INTEGER NOT NULL,
+        alertname TEXT NOT NULL,
+        namespace TEXT,
+        severity TEXT,
+        status TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        decision TEXT,
+        decision_json TEXT,
+        decided_at TEXT,
+        PRIMARY KEY (webhook_id, idx)
+    );
+    CREATE INDEX alerts_alertname ON alerts(alertname);
+    CREATE INDEX alerts_namespace ON alerts(namespace);
+    CREATE INDEX alerts_decision ON alerts(decision);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        FOREIGN KEY (webhook_id, idx) REFERENCES alerts(webhook_id, idx)
+    );
+    CREATE INDEX actions_alert ON actions(webhook_id, idx);",
+];
+
+enum Write {
+    Append(Box<NewWebhook>, oneshot::Sender<Result<i64, JournalError>>),
+    Complete(
+        i64,
+        Vec<AlertOutcome>,
+        oneshot::Sender<Result<(), JournalError>>,
+    ),
+    Probe(oneshot::Sender<Result<(), JournalError>>),
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` and migrates it.
+    pub fn open(
+        path: &Path,
+        options: JournalOptions,
+        on_commit: Option<CommitObserver>,
+    ) -> Result<Journal, JournalError> {
+        let open_err = |e: &dyn std::fmt::Display| JournalError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
+        configure(&conn, options.busy_timeout).map_err(|e| open_err(&e))?;
+        migrate(&mut conn).map_err(|e| open_err(&e))?;
+        let reader = Connection::open(path).map_err(|e| open_err(&e))?;
+        configure(&reader, options.busy_timeout).map_err(|e| open_err(&e))?;
+
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || run_writer(conn, rx, options.max_batch, on_commit))
+            .map_err(|e| open_err(&e))?;
+        Ok(Journal {
+            writer: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durably appends a webhook; returns its id once committed.
+    pub async fn append(&self, webhook: NewWebhook) -> Result<i64, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Write::Append(Box::new(webhook), tx))
+            .map_err(|_| JournalError::WriterGone)?;
+        rx.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Records the worker's outcomes and marks the webhook processed, in one
+    /// transaction: after a crash a webhook is either fully recorded or
+    /// pending again.
+    pub async fn complete(&self, id: i64, outcomes: Vec<AlertOutcome>) -> Result<(), JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Write::Complete(id, outcomes, tx))
+            .map_err(|_| JournalError::WriterGone)?;
+        rx.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Checks that the journal can take a write right now (for `/readyz`).
+    pub async fn probe_writable(&self) -> Result<(), JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Write::Probe(tx))
+            .map_err(|_| JournalError::WriterGone)?;
+        rx.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Webhooks not processed yet, oldest first.
+    pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, dry_run, parsed FROM webhooks
+                 WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(id, dry_run, parsed)| {
+                    let notification =
+                        serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
+                            id,
+                            reason: e.to_string(),
+                        })?;
+                    Ok(PendingWebhook {
+                        id,
+                        dry_run,
+                        notification,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The raw body and parsed form of a webhook, for replay.
+    pub async fn webhook(&self, id: i64) -> Result<Option<(Vec<u8>, Notification)>, JournalError> {
+        self.read(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT raw, parsed FROM webhooks WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?;
+            row.map(|(raw, parsed)| {
+                let n = serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
+                    id,
+                    reason: e.to_string(),
+                })?;
+                Ok((raw, n))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Lists events newest first, filtered; returns the page and whether
+    /// older events remain.
+    pub async fn events(&self, q: EventQuery) -> Result<(Vec<Event>, bool), JournalError> {
+        self.read(move |conn| {
+            let mut sql = String::from("SELECT id FROM webhooks w WHERE 1=1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(before) = q.before {
+                sql.push_str(" AND w.id < ?");
+                args.push(before.into());
+            }
+            for (column, value) in [
+                ("alertname", &q.alertname),
+                ("namespace", &q.namespace),
+                ("decision", &q.decision),
+            ] {
+                if let Some(v) = value {
+                    sql.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM alerts a WHERE a.webhook_id = w.id AND a.{column} = ?)"
+                    ));
+                    args.push(v.clone().into());
+                }
+            }
+            sql.push_str(" ORDER BY w.id DESC LIMIT ?");
+            args.push(((q.limit + 1) as i64).into());
+            let mut stmt = conn.prepare(&sql)?;
+            let mut ids = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = ids.len() > q.limit;
+            ids.truncate(q.limit);
+            let events = ids
+                .into_iter()
+                .map(|id| load_event(conn, id, false).map(|e| e.expect("listed id exists")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((events, more))
+        })
+        .await
+    }
+
+    /// One event with its payload and replays.
+    pub async fn event(&self, id: i64) -> Result<Option<Event>, JournalError> {
+        self.read(move |conn| load_event(conn, id, true)).await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|_| JournalError::WriterGone)?
+    }
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the webhook is acknowledged, even if
+    // the machine (not only the process) fails right after.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal schema version {version} is newer than this rollbackd ({}); refusing to touch it",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn run_writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Write>,
+    max_batch: usize,
+    on_commit: Option<CommitObserver>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        commit_batch(&mut conn, batch);
+        if let Some(observe) = &on_commit {
+            observe(started.elapsed(), size);
+        }
+    }
+}
+
+/// Applies a batch in one transaction. If the transaction fails as a whole,
+/// every write in it fails: none of them was acknowledged.
+fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch, &e),
+    };
+    // Each write runs inside a savepoint so one bad write does not fail its
+    // neighbours; its result is delivered only after the commit.
+    let mut results: Vec<(Write, Result<i64, JournalError>)> = Vec::with_capacity(batch.len());
+    let mut tx = tx;
+    for write in batch {
+        let result = match tx.savepoint() {
+            Ok(sp) => match apply(&sp, &write) {
+                Ok(v) => sp.commit().map(|_| v).map_err(JournalError::from),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        results.push((write, result));
+    }
+    if let Err(e) = tx.commit() {
+        let writes = results.into_iter().map(|(w, _)| w).collect();
+        return fail_all(writes, &e);
+    }
+    for (write, result) in results {
+        deliver(write, result);
+    }
+}
+
+fn apply(conn: &Connection, write: &Write) -> Result<i64, JournalError> {
+    match write {
+        Write::Append(w, _) => append_webhook(conn, w),
+        Write::Complete(id, outcomes, _) => complete_webhook(conn, *id, outcomes).map(|_| *id),
+        Write::Probe(_) => {
+            conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DELETE FROM probe;")?;
+            Ok(0)
+        }
+    }
+}
+
+fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError> {
+    let parsed = serde_json::to_string(&w.notification).expect("notification serializes");
+    conn.prepare_cached(
+        "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw, parsed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        w.received_at.to_string(),
+        w.source.as_str(),
+        w.replay_of,
+        w.dry_run,
+        w.raw,
+        parsed
+    ])?;
+    let id = conn.last_insert_rowid();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO alerts (webhook_id, idx, alertname, namespace, severity, status, fingerprint, starts_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (idx, a) in w.notification.alerts.iter().enumerate() {
+        insert.execute(params![
+            id,
+            idx as i64,
+            a.name(),
+            a.labels.get("namespace"),
+            a.labels.get("severity"),
+            a.status.as_str(),
+            a.fingerprint,
+            a.starts_at.to_string(),
+        ])?;
+    }
+    Ok(id)
+}
+
+fn complete_webhook(
+    conn: &Connection,
+    id: i64,
+    outcomes: &[AlertOutcome],
+) -> Result<(), JournalError> {
+    let now = Timestamp::now().to_string();
+    let mut decide = conn.prepare_cached(
+        "UPDATE alerts SET decision = ?3, decision_json = ?4, decided_at = ?5
+         WHERE webhook_id = ?1 AND idx = ?2",
+    )?;
+    let mut act = conn.prepare_cached(
+        "INSERT INTO actions (webhook_id, idx, at, action, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for o in outcomes {
+        let json = serde_json::to_string(&o.decision).expect("decision serializes");
+        decide.execute(params![
+            id,
+            o.index as i64,
+            o.decision.kind.as_str(),
+            json,
+            now
+        ])?;
+        for a in &o.actions {
+            act.execute(params![
+                id,
+                o.index as i64,
+                a.at.to_string(),
+                a.action,
+                a.outcome,
+                a.detail
+            ])?;
+        }
+    }
+    let changed = conn.execute(
+        "UPDATE webhooks SET processed_at = ?2 WHERE id = ?1 AND processed_at IS NULL",
+        params![id, now],
+    )?;
+    if changed == 0 {
+        return Err(JournalError::Corrupt {
+            id,
+            reason: "webhook missing or already processed".into(),
+        });
+    }
+    Ok(())
+}
+
+fn deliver(write: Write, result: Result<i64, JournalError>) {
+    // A caller that stopped waiting (request cancelled) is not an error.
+    match write {
+        Write::Append(_, reply) => {
+            let _ = reply.send(result);
+        }
+        Write::Complete(_, _, reply) | Write::Probe(reply) => {
+            let _ = reply.send(result.map(|_| ()));
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Write>, e: &rusqlite::Error) {
+    tracing::error!(error = %e, writes = batch.len(), "journal commit failed");
+    for write in batch {
+        deliver(write, Err(JournalError::Commit(e.to_string())));
+    }
+}
+
+fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>, JournalError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT received_at, source, replay_of, dry_run, parsed, processed_at, raw
+             FROM webhooks WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Vec<u8>>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((received_at, source, replay_of, dry_run, parsed, processed_at, raw)) = row else {
+        return Ok(None);
+    };
+    let n: Notification = serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
+        id,
+        reason: e.to_string(),
+    })?;
+
+    let mut decisions = conn.prepare_cached(
+        "SELECT idx, decision_json FROM alerts WHERE webhook_id = ?1 ORDER BY idx",
+    )?;
+    let decisions: Vec<(usize, Option<String>)> = decisions
+        .query_map([id], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut actions = conn.prepare_cached(
+        "SELECT idx, at, action, outcome, detail FROM actions WHERE webhook_id = ?1 ORDER BY id",
+    )?;
+    let actions: Vec<(usize, ActionRecord)> = actions
+        .query_map([id], |r| {
+            let at: String = r.get(1)?;
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                ActionRecord {
+                    at: at.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+                    action: r.get(2)?,
+                    outcome: r.get(3)?,
+                    detail: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+
+    let alerts = n
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let decision = decisions
+                .iter()
+                .find(|(i, _)| *i == index)
+                .and_then(|(_, d)| d.as_deref())
+                .map(serde_json::from_str::<Decision>)
+                .transpose()
+                .map_err(|e| JournalError::Corrupt {
+                    id,
+                    reason: e.to_string(),
+                })?;
+            Ok(EventAlert {
+                index,
+                alertname: a.name().to_string(),
+                namespace: a.labels.get("namespace").cloned(),
+                severity: a.labels.get("severity").cloned(),
+                status: a.status,
+                fingerprint: a.fingerprint.clone(),
+                starts_at: a.starts_at.to_string(),
+                decision,
+                actions: actions
+                    .iter()
+                    .filter(|(i, _)| *i == index)
+                    .map(|(_, a)| a.clone())
+                    .collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, JournalError>>()?;
+
+    let (replays, payload) = if detail {
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM webhooks WHERE replay_of = ?1 ORDER BY id")?;
+        let replays = stmt
+            .query_map([id], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        // The raw body was valid JSON when accepted.
+        let payload = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+        (Some(replays), Some(payload))
+    } else {
+        (None, None)
+    };
+
+    Ok(Some(Event {
+        id,
+        received_at,
+        source: Source::from_db(&source),
+        replay_of,
+        dry_run,
+        receiver: n.receiver,
+        group_key: n.group_key,
+        status: n.status,
+        processed_at,
+        alerts,
+        replays,
+        payload,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_notification;
+
+    const FIRING: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-firing-group.json");
+
+    fn webhook() -> NewWebhook {
+        NewWebhook {
+            source: Source::Alertmanager,
+            replay_of: None,
+            dry_run: true,
+            raw: FIRING.to_vec(),
+            notification: parse_notification(FIRING).unwrap(),
+            received_at: "2026-11-22T12:50:42Z".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn appended_webhook_survives_reopen_and_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let id = {
+            let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+            j.append(webhook()).await.unwrap()
+        };
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        let pending = j.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, id);
+        assert_eq!(pending[0].notification.alerts.len(), 4);
+        let (raw, _) = j.webhook(id).await.unwrap().unwrap();
+        assert_eq!(raw, FIRING, "raw body kept byte for byte");
+    }
+
+    #[test]
+    fn queued_appends_are_committed_together_and_all_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, Duration::from_secs(1)).unwrap();
+        migrate(&mut conn).unwrap();
+        // 200 writes queued before the writer runs, as under a burst.
+        let (tx, rx) = mpsc::channel();
+        let replies: Vec<_> = (0..200)
+            .map(|_| {
+                let (reply, wait) = oneshot::channel();
+                tx.send(Write::Append(Box::new(webhook()), reply)).unwrap();
+                wait
+            })
+            .collect();
+        drop(tx);
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let seen = commits.clone();
+        let observer: CommitObserver = Arc::new(move |_, n| seen.lock().unwrap().push(n));
+        run_writer(conn, rx, 128, Some(observer));
+        assert_eq!(
+            *commits.lock().unwrap(),
+            vec![128, 72],
+            "two transactions, bounded by max_batch"
+        );
+        let ids: Vec<i64> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn locked_database_fails_the_write_instead_of_acknowledging() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let options = JournalOptions {
+            busy_timeout: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let j = Journal::open(&path, options, None).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let err = j.append(webhook()).await.unwrap_err();
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        assert!(j.probe_writable().await.is_err());
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(
+            j.pending(10).await.unwrap().is_empty(),
+            "nothing half-written"
+        );
+        j.append(webhook()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Journal::open(&path, JournalOptions::default(), None)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("schema version 99 is newer"),
+            "{err}"
+        );
+    }
+}

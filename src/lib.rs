@@ -1,0 +1,40 @@
+//! rollbackd turns a Prometheus alert into a safe Kubernetes rollback.
+//!
+//! ```text
+//! Alertmanager --POST /webhook--> webhook --> parse --> journal (durable) --> 200 + receipt
+//!                                                          |
+//!                      worker: decide --> guard --> undo --> watch --> report
+//!                              rules      limits    kube-rs  rollout   Slack
+//! ```
+//!
+//! Modules, in the order data flows:
+//! - [`webhook`]: `POST /webhook`; checks credentials, content type and size,
+//!   journals, acknowledges.
+//! - [`parse`]: the Alertmanager v4 payload into domain types, once.
+//! - [`journal`]: the SQLite journal (WAL, group commit); the worker's queue
+//!   and the history the API shows.
+//! - [`worker`]: feeds journaled webhooks through decide and records what it
+//!   did.
+//! - [`rules`]: the decision matrix from `rules/*.yaml`, Alertmanager matchers.
+//! - [`decide`]: alert + rules + now → decision and target; pure.
+//! - [`replay`]: re-runs a journaled webhook on an operator's request.
+//! - [`api`]: the router, the operator endpoints, errors as HTTP responses.
+//!
+//! Beside them: [`config`] (flags, environment, file, secrets), [`metrics`]
+//! (Prometheus registry), [`app`] (shared state, clock, server lifecycle) and
+//! [`cli`] (the `check` and `explain` commands).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod decide;
+pub mod journal;
+pub mod parse;
+pub mod replay;
+pub mod rules;
+pub mod webhook;
+pub mod worker;
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod metrics;

@@ -1,0 +1,138 @@
+//! Metrics: one Prometheus registry, names prefixed `rollbackd_`, labels
+//! from closed enums (never raw error text).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// How a `POST /webhook` ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum WebhookOutcome {
+    /// Journaled and acknowledged.
+    accepted,
+    /// Bad or missing credentials.
+    unauthorized,
+    /// Not `application/json`.
+    unsupported_media_type,
+    /// Over the body limit.
+    too_large,
+    /// Not JSON.
+    malformed,
+    /// JSON but not a valid notification.
+    invalid,
+    /// Journal could not take the write.
+    journal_unavailable,
+}
+
+/// Labels of `rollbackd_webhooks_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// How it ended.
+    pub outcome: WebhookOutcome,
+    /// The HTTP status code sent.
+    pub code: u16,
+}
+
+/// Labels of `rollbackd_alerts_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `rollback`, `rollback-after`, `notify`, `ignore`.
+    pub decision: String,
+    /// The rule's name (a configured, closed set) or `none`.
+    pub rule: String,
+}
+
+/// Every metric rollbackd exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Webhooks by outcome and status code.
+    pub webhooks: Family<WebhookLabels, Counter>,
+    /// Alerts by decision and rule.
+    pub alerts: Family<DecisionLabels, Counter>,
+    /// Time to commit one journal batch.
+    pub journal_write_seconds: Histogram,
+    /// Writes per journal commit (group commit at work).
+    pub journal_batch_size: Histogram,
+    /// Webhooks journaled and not yet processed.
+    pub webhooks_pending: Gauge,
+}
+
+impl Metrics {
+    /// Builds the registry with every family registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("rollbackd");
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Webhooks received, by outcome and HTTP status code",
+            webhooks.clone(),
+        );
+        let alerts = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts decided, by decision and rule",
+            alerts.clone(),
+        );
+        // 100 µs .. ~3 s: an fsync on a fast disk to a stalled one.
+        let journal_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "journal_write_seconds",
+            "Time to commit one journal transaction",
+            journal_write_seconds.clone(),
+        );
+        // 1 .. 512 writes: the writer's batch limit is 256.
+        let journal_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "journal_batch_size",
+            "Writes committed per journal transaction",
+            journal_batch_size.clone(),
+        );
+        let webhooks_pending = Gauge::default();
+        registry.register(
+            "webhooks_pending",
+            "Webhooks journaled and not yet processed",
+            webhooks_pending.clone(),
+        );
+        Metrics {
+            registry,
+            webhooks,
+            alerts,
+            journal_write_seconds,
+            journal_batch_size,
+            webhooks_pending,
+        }
+    }
+
+    /// Counts one webhook answer.
+    pub fn webhook(&self, outcome: WebhookOutcome, code: u16) {
+        self.webhooks
+            .get_or_create(&WebhookLabels { outcome, code })
+            .inc();
+    }
+
+    /// Records one journal commit.
+    pub fn journal_commit(&self, took: Duration, writes: usize) {
+        self.journal_write_seconds.observe(took.as_secs_f64());
+        self.journal_batch_size.observe(writes as f64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

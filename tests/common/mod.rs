@@ -1,0 +1,140 @@
+//! Test harness: the real router on port 0 with a journal in a temp dir.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rollbackd::app::{AppState, Clock, Server};
+use rollbackd::config::{RulesSource, Secret, Settings, WebhookAuth};
+use rollbackd::journal::JournalOptions;
+
+pub const WEBHOOK_TOKEN: &str = "am-webhook-token";
+pub const OPERATOR_TOKEN: &str = "oncall-operator-token";
+pub const FIRING: &[u8] = include_bytes!("../fixtures/alertmanager-0.25-firing-group.json");
+pub const RESOLVED: &[u8] = include_bytes!("../fixtures/alertmanager-0.25-one-resolved.json");
+
+/// A clock the test sets.
+pub struct TestClock(Mutex<Timestamp>);
+
+impl TestClock {
+    pub fn at(t: &str) -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(t.parse().unwrap())))
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rules: RulesSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
+        journal: dir.join("journal.db"),
+        dry_run: false,
+        max_body_bytes: 1 << 20,
+        webhook_auth: WebhookAuth {
+            bearer: Some(Secret::new(WEBHOOK_TOKEN)),
+            basic: Some(("alertmanager".into(), Secret::new("basic-pass"))),
+        },
+        operator_token: Some(Secret::new(OPERATOR_TOKEN)),
+        insecure_no_auth: false,
+        intake_only: false,
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    server: Option<Server>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}, JournalOptions::default()).await
+    }
+
+    pub async fn start_with(
+        adjust: impl FnOnce(&mut Settings),
+        journal: JournalOptions,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        adjust(&mut s);
+        let state = AppState::build(s, TestClock::at("2026-11-22T12:50:45Z"), journal).unwrap();
+        let server = Server::start(state.clone()).await.unwrap();
+        TestServer {
+            url: format!("http://{}", server.addr),
+            state,
+            client: reqwest::Client::new(),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub async fn post_webhook(&self, body: &[u8]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhook", self.url))
+            .bearer_auth(WEBHOOK_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Waits until webhook `id` is processed; returns its event.
+    pub async fn processed_event(&self, id: i64) -> serde_json::Value {
+        let path = format!("/api/v1/events/{id}");
+        eventually(|| async {
+            let (_, e) = self.get_json(&path).await;
+            (!e["processed_at"].is_null()).then_some(e)
+        })
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Polls `check` until it yields a value; fails after 10 s (a deadline for
+/// a broken build, not a timing assumption: the work takes milliseconds).
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

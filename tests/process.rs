@@ -1,0 +1,257 @@
+//! Tests of the real binary as a process: crash recovery and secrets.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use common::{eventually, FIRING, OPERATOR_TOKEN, WEBHOOK_TOKEN};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A `rollbackd serve` child process; killed when dropped.
+struct Proc {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+async fn spawn(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollbackd"));
+    cmd.arg("serve")
+        .arg("--listen=127.0.0.1:0")
+        .arg(format!("--journal={}", dir.join("journal.db").display()))
+        .arg(format!("--rules={}/rules", env!("CARGO_MANIFEST_DIR")))
+        .args(extra)
+        .env_remove("ROLLBACKD_WEBHOOK_TOKEN")
+        .env("ROLLBACKD_LOG", "trace")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("rollbackd starts");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let addr_tx = Arc::new(Mutex::new(Some(addr_tx)));
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(collect(stdout, log.clone(), addr_tx.clone()));
+    tokio::spawn(collect(stderr, log.clone(), addr_tx));
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), addr_rx)
+        .await
+        .unwrap_or_else(|_| panic!("no listen address logged: {:?}", log.lock().unwrap()))
+        .unwrap_or_else(|_| panic!("rollbackd exited: {:?}", log.lock().unwrap()));
+    Proc {
+        child,
+        url: format!("http://{addr}"),
+        log,
+    }
+}
+
+type AddrSender = Arc<Mutex<Option<tokio::sync::oneshot::Sender<String>>>>;
+
+/// Keeps every line of a child's output; sends the first `addr=` it logs.
+async fn collect<R: tokio::io::AsyncBufRead + Unpin>(
+    mut lines: tokio::io::Lines<R>,
+    log: Arc<Mutex<Vec<String>>>,
+    addr: AddrSender,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(rest) = line.split("addr=").nth(1) {
+            if let Some(tx) = addr.lock().unwrap().take() {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        log.lock().unwrap().push(line);
+    }
+}
+
+impl Proc {
+    async fn event(&self, id: i64) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/events/{id}", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, auth: &str, body: &[u8]) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/webhook", self.url))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn auth_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("ROLLBACKD_WEBHOOK_TOKEN", WEBHOOK_TOKEN),
+        ("ROLLBACKD_OPERATOR_TOKEN", OPERATOR_TOKEN),
+    ]
+}
+
+#[tokio::test]
+async fn webhook_acknowledged_before_a_kill_is_processed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Intake only: the process acknowledges and journals, and is killed
+    // before any processing, deterministically.
+    let mut first = spawn(dir.path(), &["--intake-only"], &auth_env()).await;
+    let resp = first.post(&format!("Bearer {WEBHOOK_TOKEN}"), FIRING).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    assert!(first.event(id).await["processed_at"].is_null());
+    first.child.kill().await.unwrap(); // SIGKILL: no shutdown code runs.
+
+    let second = spawn(dir.path(), &[], &auth_env()).await;
+    let event = eventually(|| async {
+        let e = second.event(id).await;
+        (!e["processed_at"].is_null()).then_some(e)
+    })
+    .await;
+    let kinds: Vec<&str> = event["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["decision"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "notify", "rollback", "rollback-after"]);
+    // Processed exactly once: one action per acting alert, no duplicates.
+    let actions: usize = event["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["actions"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(actions, 4);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "basic-secret-pw\n").unwrap();
+    let mut env = auth_env();
+    env.push(("ROLLBACKD_WEBHOOK_USER", "alertmanager"));
+    let pw = password_file.display().to_string();
+    env.push(("ROLLBACKD_WEBHOOK_PASSWORD_FILE", &pw));
+    let mut p = spawn(dir.path(), &[], &env).await;
+    assert_eq!(
+        p.post(&format!("Bearer {WEBHOOK_TOKEN}"), FIRING)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        p.post("Bearer wrong-token-guess", FIRING)
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        p.post(&format!("Bearer {OPERATOR_TOKEN}"), b"{")
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    // Wait for the worker's log of the processed webhook, then stop.
+    eventually(|| async { (!p.event(1).await["processed_at"].is_null()).then_some(()) }).await;
+    p.child.kill().await.unwrap();
+    let log = p.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("alert decided for rollback"),
+        "the log has content: {log}"
+    );
+    for secret in [
+        WEBHOOK_TOKEN,
+        OPERATOR_TOKEN,
+        "basic-secret-pw",
+        "wrong-token-guess",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_cli_error_without_the_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args([
+            "serve",
+            "--webhook-token",
+            "tok-in-argv",
+            "--webhook-token-file",
+            "/nonexistent",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        "error: webhook token is given both as a value and as a file; give one\n"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["serve", "--listen=127.0.0.1:0"])
+        .env_remove("ROLLBACKD_WEBHOOK_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("no webhook credentials configured"));
+}
+
+#[tokio::test]
+async fn a_bad_rules_file_is_refused_at_start_up_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let bad = rules.join("10-matrix.yaml");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/rules/unknown-decision.yaml"
+        ),
+        &bad,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .arg("serve")
+        .arg("--listen=127.0.0.1:0")
+        .arg(format!("--rules={}", rules.display()))
+        .arg(format!("--journal={}", dir.path().join("j.db").display()))
+        .env("ROLLBACKD_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.ends_with(&format!(
+            "error: {}:5: rule \"service-down\": unknown decision \"rollbak\" (expected one of rollback, rollback-after, notify, ignore)\n",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("j.db").exists(),
+        "nothing started: no journal created"
+    );
+}
