@@ -33,7 +33,13 @@ start() {
 
 export PAYLOAD=bench/payload-3-alerts.json
 bare=$(start "$work/bare.log" target/release/examples/bare_parse 127.0.0.1:0)
-durable=$(start "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::app=info \
+# The acknowledgement path alone: journal durable, worker off.
+intake=$(start "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::app=info \
+  target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/intake.db" \
+  --rules rules --webhook-token bench-token --intake-only)
+# The whole service: the worker decides every alert meanwhile (no cluster:
+# each rollback decision is journaled as not done and logged at ERROR).
+durable=$(start "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::app=info KUBECONFIG=/nonexistent \
   target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/journal.db" \
   --rules rules --webhook-token bench-token)
 
@@ -51,16 +57,19 @@ run() {
 }
 
 bare_line=$(run bare "$bare")
-durable_line=$(run durable "$durable")
+intake_line=$(run durable-intake-only "$intake")
+durable_line=$(run durable-with-worker "$durable")
 accepted=$(curl -s "http://$durable/metrics" | awk -F' ' '/^rollbackd_webhooks_total\{outcome="accepted"/ {print $2}')
 batch=$(curl -s "http://$durable/metrics" | awk '/^rollbackd_journal_batch_size_sum/ {s=$2} /^rollbackd_journal_batch_size_count/ {c=$2} END {if (c>0) printf "%.1f", s/c}')
 
 echo
 printf '%-28s %12s %10s %10s %8s\n' handler req/s p50 p99 non-2xx
-for line in "$bare_line" "$durable_line"; do
+for line in "$bare_line" "$intake_line" "$durable_line"; do
   set -- $line
   printf '%-28s %12s %10s %10s %8s\n' "$1" "$2" "$3" "$4" "$5"
 done
-b=$(echo "$bare_line" | awk '{print $2}'); d=$(echo "$durable_line" | awk '{print $2}')
-echo "durable / bare throughput: $(awk -v d="$d" -v b="$b" 'BEGIN {printf "%.2f", d/b}')"
+b=$(echo "$bare_line" | awk '{print $2}')
+i=$(echo "$intake_line" | awk '{print $2}'); d=$(echo "$durable_line" | awk '{print $2}')
+echo "durable intake-only / bare throughput: $(awk -v d="$i" -v b="$b" 'BEGIN {printf "%.2f", d/b}')"
+echo "durable with worker / bare throughput: $(awk -v d="$d" -v b="$b" 'BEGIN {printf "%.2f", d/b}')"
 echo "webhooks journaled (from /metrics): $accepted; mean writes per commit: $batch"

@@ -254,16 +254,34 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the API server: below a kubelet probe's
+/// default 1 s timeout, so a slow API server shows as "unreachable" in the
+/// body instead of failing the probe.
+const CLUSTER_PROBE: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// Ready when the journal takes writes and the rules are loaded.
 async fn readyz(State(app): State<AppState>) -> Response {
     let journal = app.journal.probe_writable().await;
     let rules = app.rules.rules.len();
+    // The cluster is reported, not required: without it rollbackd still
+    // journals (and answers Alertmanager), and rollbacks wait for a replay.
+    let cluster = match app.cluster.engine() {
+        Ok(engine) => {
+            match tokio::time::timeout(CLUSTER_PROBE, engine.client().apiserver_version()).await {
+                Ok(Ok(v)) => format!("reachable (Kubernetes {})", v.git_version),
+                Ok(Err(e)) => format!("unreachable: {e}"),
+                Err(_) => format!("unreachable: no answer within {}s", CLUSTER_PROBE.as_secs()),
+            }
+        }
+        Err(why) => format!("unavailable: {why}"),
+    };
     let ready = journal.is_ok() && rules > 0;
     let body = json!({
         "ready": ready,
         "checks": {
             "journal": match &journal { Ok(()) => "writable".to_string(), Err(e) => e.to_string() },
             "rules": format!("{rules} rules loaded"),
+            "cluster": cluster,
         },
         "dry_run": app.settings.dry_run,
         "worker": if app.settings.intake_only { "off (intake only)" } else { "running" },

@@ -11,7 +11,48 @@ use crate::config::{RulesSource, Settings};
 use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::rules::{Rules, RulesError};
+use crate::undo::UndoEngine;
 use crate::worker::Worker;
+
+/// The cluster connection, or why there is none. rollbackd starts and
+/// journals without a cluster; each rollback it cannot do is recorded with
+/// the reason and can be replayed later.
+#[derive(Clone)]
+pub enum Cluster {
+    /// A client built from KUBECONFIG or the in-cluster config.
+    Connected(UndoEngine),
+    /// No usable configuration; the reason.
+    Unavailable(String),
+}
+
+impl Cluster {
+    /// Builds the client as kubectl finds its configuration (KUBECONFIG,
+    /// ~/.kube/config, in-cluster).
+    pub async fn infer() -> Cluster {
+        match kube::Client::try_default().await {
+            Ok(client) => Cluster::Connected(UndoEngine::new(client)),
+            Err(e) => Cluster::Unavailable(format!("no Kubernetes configuration: {e}")),
+        }
+    }
+
+    /// A client for the API server at `url` (plain HTTP), for tests and
+    /// local runs against a fake API server.
+    pub fn at_url(url: &str) -> Cluster {
+        let config = kube::Config::new(url.parse().expect("valid URL"));
+        match kube::Client::try_from(config) {
+            Ok(client) => Cluster::Connected(UndoEngine::new(client)),
+            Err(e) => Cluster::Unavailable(e.to_string()),
+        }
+    }
+
+    /// The engine, or why there is none.
+    pub fn engine(&self) -> Result<&UndoEngine, &str> {
+        match self {
+            Cluster::Connected(e) => Ok(e),
+            Cluster::Unavailable(why) => Err(why),
+        }
+    }
+}
 
 /// Where "now" comes from. Tests pass a clock they control.
 pub trait Clock: Send + Sync {
@@ -44,6 +85,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Wakes the worker when new work is journaled.
     pub work_ready: Arc<Notify>,
+    /// The Kubernetes API, through the undo engine.
+    pub cluster: Cluster,
 }
 
 impl AppState {
@@ -86,6 +129,7 @@ impl AppState {
         settings: Settings,
         clock: Arc<dyn Clock>,
         journal_options: JournalOptions,
+        cluster: Cluster,
     ) -> Result<AppState, StartError> {
         let rules = load_rules(&settings.rules)?;
         let metrics = Arc::new(Metrics::new());
@@ -99,6 +143,7 @@ impl AppState {
             metrics,
             clock,
             work_ready: Arc::new(Notify::new()),
+            cluster,
         })
     }
 }

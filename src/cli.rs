@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::config::RulesSource;
-use crate::decide::decide;
+use crate::decide::{decide, WorkloadKind};
 use crate::parse::parse_notification;
 use crate::rules::{format_duration, DecisionKind, Rules, RulesError};
+use crate::undo::plan::{Revision, CHANGE_CAUSE};
 
 /// Why a CLI command failed; printed as `error: ...`, exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,123 @@ pub fn explain(rules: &Rules, payload: &Path, now: Timestamp) -> Result<String, 
         }
     }
     Ok(out)
+}
+
+/// `kubectl rollout history` for a workload: a header, then REVISION and
+/// CHANGE-CAUSE columns as kubectl's tab writer aligns them.
+pub fn format_history(kind: WorkloadKind, name: &str, history: &[Revision]) -> String {
+    let mut out = format!("{}/{name} \n", kubectl_resource(kind));
+    let rows: Vec<(String, String)> = history
+        .iter()
+        .map(|r| {
+            let cause = r
+                .annotations
+                .get(CHANGE_CAUSE)
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            let cause = if cause.is_empty() { "<none>" } else { cause };
+            (r.number.to_string(), cause.to_string())
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(0)
+        .max("REVISION".len())
+        + 2;
+    out.push_str(&format!("{:<width$}{}\n", "REVISION", "CHANGE-CAUSE"));
+    for (n, cause) in rows {
+        out.push_str(&format!("{n:<width$}{cause}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+/// `kubectl rollout history --revision=N`: the revision's pod template.
+pub fn format_revision(kind: WorkloadKind, name: &str, revision: &Revision) -> String {
+    let template = match kind {
+        WorkloadKind::Deployment => &revision.content,
+        _ => &revision.content["spec"]["template"],
+    };
+    let mut out = format!(
+        "{}/{name} with revision #{}\nPod Template:\n",
+        kubectl_resource(kind),
+        revision.number
+    );
+    let map_lines = |title: &str, map: &serde_json::Value, sep: &str| -> String {
+        let entries: Vec<String> = map
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}{sep}{}", v.as_str().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if entries.is_empty() {
+            format!("  {title}:\t<none>\n")
+        } else {
+            format!("  {title}:\t{}\n", entries.join("\n\t"))
+        }
+    };
+    out.push_str(&map_lines("Labels", &template["metadata"]["labels"], "="));
+    let annotations = match kind {
+        WorkloadKind::Deployment => serde_json::Value::Object(revision.annotations.clone()),
+        _ => template["metadata"]["annotations"].clone(),
+    };
+    out.push_str(&map_lines("Annotations", &annotations, ": "));
+    out.push_str("  Containers:\n");
+    for c in template["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("   {}:\n", c["name"].as_str().unwrap_or_default()));
+        out.push_str(&format!(
+            "    Image:\t{}\n",
+            c["image"].as_str().unwrap_or_default()
+        ));
+        let ports: Vec<String> = c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p["containerPort"],
+                    p["protocol"].as_str().unwrap_or("TCP")
+                )
+            })
+            .collect();
+        let ports = if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(", ")
+        };
+        out.push_str(&format!("    Port:\t{ports}\n"));
+    }
+    out
+}
+
+/// kubectl's `TYPE.GROUP` for a kind: `deployment.apps`.
+pub fn kubectl_resource(kind: WorkloadKind) -> String {
+    format!("{}.apps", kind.as_str())
+}
+
+/// Parses `deployment/NAME` (kubectl's short names accepted).
+pub fn parse_workload(arg: &str) -> Result<(WorkloadKind, String), String> {
+    let (kind, name) = arg
+        .split_once('/')
+        .ok_or_else(|| format!("expected TYPE/NAME (like deployment/web), got {arg:?}"))?;
+    let kind = WorkloadKind::from_kubectl_name(kind).ok_or_else(|| {
+        format!("no rollback for resource type {kind:?}: use deployment, statefulset or daemonset")
+    })?;
+    if name.is_empty() {
+        return Err(format!(
+            "expected TYPE/NAME (like deployment/web), got {arg:?}"
+        ));
+    }
+    Ok((kind, name.to_string()))
 }
 
 #[cfg(test)]

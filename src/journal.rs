@@ -1,8 +1,11 @@
 //! Journal: the durable record of everything rollbackd received and did.
 //!
-//! One SQLite file in WAL mode. Every webhook is written (raw body and parsed
-//! form) before it is acknowledged; the worker is fed from the journal, so
-//! work accepted before a crash is picked up after a restart.
+//! One SQLite file in WAL mode. Every webhook is written before it is
+//! acknowledged: the raw body byte for byte plus its group fields
+//! (receiver, group key, status, alert count); the worker then writes each
+//! alert's parsed fields (name, namespace, severity, status, fingerprint,
+//! episode start) with its decision and actions. The worker is fed from the
+//! journal, so work accepted before a crash is picked up after a restart.
 //!
 //! Writes go through one writer thread that owns the write connection and
 //! commits whatever is queued in one transaction (group commit): under load,
@@ -242,7 +245,10 @@ const MIGRATIONS: &[&str] = &[
         replay_of INTEGER REFERENCES webhooks(id),
         dry_run INTEGER NOT NULL,
         raw BLOB NOT NULL,
-        parsed TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        alert_count INTEGER NOT NULL,
         processed_at TEXT
     );
     CREATE INDEX webhooks_pending ON webhooks(id) WHERE processed_at IS NULL;
@@ -261,9 +267,6 @@ const MIGRATIONS: &[&str] = &[
         decided_at TEXT,
         PRIMARY KEY (webhook_id, idx)
     );
-    CREATE INDEX alerts_alertname ON alerts(alertname);
-    CREATE INDEX alerts_namespace ON alerts(namespace);
-    CREATE INDEX alerts_decision ON alerts(decision);
     CREATE TABLE actions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         webhook_id INTEGER NOT NULL,
@@ -280,8 +283,14 @@ const MIGRATIONS: &[&str] = &[
 enum Write {
     Append(Box<NewWebhook>, oneshot::Sender<Result<i64, JournalError>>),
     Complete(
-        i64,
+        Box<PendingWebhook>,
         Vec<AlertOutcome>,
+        oneshot::Sender<Result<(), JournalError>>,
+    ),
+    Action(
+        i64,
+        usize,
+        ActionRecord,
         oneshot::Sender<Result<(), JournalError>>,
     ),
     Probe(oneshot::Sender<Result<(), JournalError>>),
@@ -333,10 +342,29 @@ impl Journal {
     /// Records the worker's outcomes and marks the webhook processed, in one
     /// transaction: after a crash a webhook is either fully recorded or
     /// pending again.
-    pub async fn complete(&self, id: i64, outcomes: Vec<AlertOutcome>) -> Result<(), JournalError> {
+    pub async fn complete(
+        &self,
+        webhook: PendingWebhook,
+        outcomes: Vec<AlertOutcome>,
+    ) -> Result<(), JournalError> {
         let (tx, rx) = oneshot::channel();
         self.writer
-            .send(Write::Complete(id, outcomes, tx))
+            .send(Write::Complete(Box::new(webhook), outcomes, tx))
+            .map_err(|_| JournalError::WriterGone)?;
+        rx.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Records one more action for alert `index` of webhook `id` (the end of
+    /// a rollout, followed after the webhook was processed).
+    pub async fn append_action(
+        &self,
+        id: i64,
+        index: usize,
+        action: ActionRecord,
+    ) -> Result<(), JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Write::Action(id, index, action, tx))
             .map_err(|_| JournalError::WriterGone)?;
         rx.await.map_err(|_| JournalError::WriterGone)?
     }
@@ -354,7 +382,7 @@ impl Journal {
     pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, dry_run, parsed FROM webhooks
+                "SELECT id, dry_run, raw FROM webhooks
                  WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
             )?;
             let rows = stmt
@@ -362,17 +390,13 @@ impl Journal {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, bool>(1)?,
-                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(2)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(id, dry_run, parsed)| {
-                    let notification =
-                        serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
-                            id,
-                            reason: e.to_string(),
-                        })?;
+                .map(|(id, dry_run, raw)| {
+                    let notification = decode(id, &raw)?;
                     Ok(PendingWebhook {
                         id,
                         dry_run,
@@ -388,20 +412,12 @@ impl Journal {
     pub async fn webhook(&self, id: i64) -> Result<Option<(Vec<u8>, Notification)>, JournalError> {
         self.read(move |conn| {
             let row = conn
-                .query_row(
-                    "SELECT raw, parsed FROM webhooks WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)),
-                )
+                .query_row("SELECT raw FROM webhooks WHERE id = ?1", [id], |r| {
+                    r.get::<_, Vec<u8>>(0)
+                })
                 .optional()?;
-            row.map(|(raw, parsed)| {
-                let n = serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
-                    id,
-                    reason: e.to_string(),
-                })?;
-                Ok((raw, n))
-            })
-            .transpose()
+            row.map(|raw| decode(id, &raw).map(|n| (raw, n)))
+                .transpose()
         })
         .await
     }
@@ -549,7 +565,13 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
 fn apply(conn: &Connection, write: &Write) -> Result<i64, JournalError> {
     match write {
         Write::Append(w, _) => append_webhook(conn, w),
-        Write::Complete(id, outcomes, _) => complete_webhook(conn, *id, outcomes).map(|_| *id),
+        Write::Complete(w, outcomes, _) => {
+            complete_webhook(conn, w.id, &w.notification, outcomes).map(|_| w.id)
+        }
+        Write::Action(id, index, action, _) => {
+            insert_action(conn, *id, *index, action)?;
+            Ok(*id)
+        }
         Write::Probe(_) => {
             conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DELETE FROM probe;")?;
             Ok(0)
@@ -558,10 +580,11 @@ fn apply(conn: &Connection, write: &Write) -> Result<i64, JournalError> {
 }
 
 fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError> {
-    let parsed = serde_json::to_string(&w.notification).expect("notification serializes");
+    let n = &w.notification;
     conn.prepare_cached(
-        "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw, parsed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw,
+                               receiver, group_key, status, alert_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         w.received_at.to_string(),
@@ -569,66 +592,59 @@ fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError
         w.replay_of,
         w.dry_run,
         w.raw,
-        parsed
+        n.receiver,
+        n.group_key,
+        n.status.as_str(),
+        n.alerts.len() as i64,
     ])?;
-    let id = conn.last_insert_rowid();
+    Ok(conn.last_insert_rowid())
+}
+
+/// Writes each alert with its decision and actions. Alert rows are written
+/// here rather than at intake: the acknowledgement path stays one insert.
+fn complete_webhook(
+    conn: &Connection,
+    id: i64,
+    notification: &Notification,
+    outcomes: &[AlertOutcome],
+) -> Result<(), JournalError> {
+    let now = Timestamp::now().to_string();
     let mut insert = conn.prepare_cached(
-        "INSERT INTO alerts (webhook_id, idx, alertname, namespace, severity, status, fingerprint, starts_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO alerts (webhook_id, idx, alertname, namespace, severity, status, fingerprint,
+                             starts_at, decision, decision_json, decided_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    for (idx, a) in w.notification.alerts.iter().enumerate() {
+    for o in outcomes {
+        let a = notification
+            .alerts
+            .get(o.index)
+            .ok_or_else(|| JournalError::Corrupt {
+                id,
+                reason: format!("no alert #{}", o.index),
+            })?;
+        let json = serde_json::to_string(&o.decision).expect("decision serializes");
         insert.execute(params![
             id,
-            idx as i64,
+            o.index as i64,
             a.name(),
             a.labels.get("namespace"),
             a.labels.get("severity"),
             a.status.as_str(),
             a.fingerprint,
             a.starts_at.to_string(),
-        ])?;
-    }
-    Ok(id)
-}
-
-fn complete_webhook(
-    conn: &Connection,
-    id: i64,
-    outcomes: &[AlertOutcome],
-) -> Result<(), JournalError> {
-    let now = Timestamp::now().to_string();
-    let mut decide = conn.prepare_cached(
-        "UPDATE alerts SET decision = ?3, decision_json = ?4, decided_at = ?5
-         WHERE webhook_id = ?1 AND idx = ?2",
-    )?;
-    let mut act = conn.prepare_cached(
-        "INSERT INTO actions (webhook_id, idx, at, action, outcome, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for o in outcomes {
-        let json = serde_json::to_string(&o.decision).expect("decision serializes");
-        decide.execute(params![
-            id,
-            o.index as i64,
             o.decision.kind.as_str(),
             json,
             now
         ])?;
-        for a in &o.actions {
-            act.execute(params![
-                id,
-                o.index as i64,
-                a.at.to_string(),
-                a.action,
-                a.outcome,
-                a.detail
-            ])?;
+        for action in &o.actions {
+            insert_action(conn, id, o.index, action)?;
         }
     }
-    let changed = conn.execute(
-        "UPDATE webhooks SET processed_at = ?2 WHERE id = ?1 AND processed_at IS NULL",
-        params![id, now],
-    )?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE webhooks SET processed_at = ?2 WHERE id = ?1 AND processed_at IS NULL",
+        )?
+        .execute(params![id, now])?;
     if changed == 0 {
         return Err(JournalError::Corrupt {
             id,
@@ -638,13 +654,34 @@ fn complete_webhook(
     Ok(())
 }
 
+fn insert_action(
+    conn: &Connection,
+    id: i64,
+    index: usize,
+    a: &ActionRecord,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO actions (webhook_id, idx, at, action, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        index as i64,
+        a.at.to_string(),
+        a.action,
+        a.outcome,
+        a.detail
+    ])?;
+    Ok(())
+}
+
 fn deliver(write: Write, result: Result<i64, JournalError>) {
     // A caller that stopped waiting (request cancelled) is not an error.
     match write {
         Write::Append(_, reply) => {
             let _ = reply.send(result);
         }
-        Write::Complete(_, _, reply) | Write::Probe(reply) => {
+        Write::Complete(_, _, reply) | Write::Action(_, _, _, reply) | Write::Probe(reply) => {
             let _ = reply.send(result.map(|_| ()));
         }
     }
@@ -657,10 +694,20 @@ fn fail_all(batch: Vec<Write>, e: &rusqlite::Error) {
     }
 }
 
+/// The parsed form of a journaled body. The raw body is what is stored
+/// (the parse is deterministic, and one copy keeps the acknowledgement path
+/// to one small insert); it parsed when it was accepted.
+fn decode(id: i64, raw: &[u8]) -> Result<Notification, JournalError> {
+    crate::parse::parse_notification(raw).map_err(|e| JournalError::Corrupt {
+        id,
+        reason: e.to_string(),
+    })
+}
+
 fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>, JournalError> {
     let row = conn
         .prepare_cached(
-            "SELECT received_at, source, replay_of, dry_run, parsed, processed_at, raw
+            "SELECT received_at, source, replay_of, dry_run, processed_at, raw
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -669,19 +716,15 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, bool>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Vec<u8>>(6)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
             ))
         })
         .optional()?;
-    let Some((received_at, source, replay_of, dry_run, parsed, processed_at, raw)) = row else {
+    let Some((received_at, source, replay_of, dry_run, processed_at, raw)) = row else {
         return Ok(None);
     };
-    let n: Notification = serde_json::from_str(&parsed).map_err(|e| JournalError::Corrupt {
-        id,
-        reason: e.to_string(),
-    })?;
+    let n = decode(id, &raw)?;
 
     let mut decisions = conn.prepare_cached(
         "SELECT idx, decision_json FROM alerts WHERE webhook_id = ?1 ORDER BY idx",

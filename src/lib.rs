@@ -17,6 +17,9 @@
 //!   did.
 //! - [`rules`]: the decision matrix from `rules/*.yaml`, Alertmanager matchers.
 //! - [`decide`]: alert + rules + now → decision and target; pure.
+//! - [`undo`]: `kubectl rollout undo` through kube-rs: one patch with a
+//!   resourceVersion test and the alert episode's marker.
+//! - [`watch`]: follows the rollout as `kubectl rollout status` does.
 //! - [`replay`]: re-runs a journaled webhook on an operator's request.
 //! - [`api`]: the router, the operator endpoints, errors as HTTP responses.
 //!
@@ -31,6 +34,8 @@ pub mod journal;
 pub mod parse;
 pub mod replay;
 pub mod rules;
+pub mod undo;
+pub mod watch;
 pub mod webhook;
 pub mod worker;
 

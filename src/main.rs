@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rollbackd::app::{load_rules, AppState, Server, SystemClock};
+use rollbackd::app::{load_rules, AppState, Cluster, Server, SystemClock};
 use rollbackd::cli;
 use rollbackd::config::{ServeArgs, Settings};
 use rollbackd::journal::JournalOptions;
+use rollbackd::undo::{DryRun, UndoEngine, UndoOutcome, UndoRequest};
 
 /// Turns Prometheus alerts into safe Kubernetes rollbacks.
 #[derive(Parser)]
@@ -41,6 +42,43 @@ enum Command {
         #[arg(long)]
         at: Option<jiff::Timestamp>,
     },
+    /// Roll a workload back, as `kubectl rollout undo` (with rollbackd's
+    /// resourceVersion precondition, marker, change-cause and Event).
+    Undo {
+        /// TYPE/NAME: deployment/web, statefulset/db, daemonset/agent.
+        workload: String,
+        /// Namespace [default: the kubeconfig context's].
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The revision to roll back to [default: the previous one].
+        #[arg(long)]
+        to_revision: Option<i64>,
+        /// none, client (plan only) or server (API server dry-run).
+        #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+        dry_run: DryRunArg,
+        /// Why, recorded as kubernetes.io/change-cause.
+        #[arg(long, default_value = "rollbackd undo by hand")]
+        reason: String,
+    },
+    /// Show a workload's revisions, as `kubectl rollout history`.
+    History {
+        /// TYPE/NAME: deployment/web, statefulset/db, daemonset/agent.
+        workload: String,
+        /// Namespace [default: the kubeconfig context's].
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Show the pod template of this revision.
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+}
+
+/// kubectl's `--dry-run` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DryRunArg {
+    None,
+    Client,
+    Server,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +95,18 @@ fn main() -> ExitCode {
                 Ok(cli::explain(&rules, &payload, now)?)
             })
             .map(|out| print!("{out}")),
+        Command::Undo {
+            workload,
+            namespace,
+            to_revision,
+            dry_run,
+            reason,
+        } => undo(&workload, namespace, to_revision, dry_run, reason),
+        Command::History {
+            workload,
+            namespace,
+            revision,
+        } => history(&workload, namespace, revision),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,7 +129,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let state = AppState::build(settings, Arc::new(SystemClock), JournalOptions::default())?;
+        let cluster = Cluster::infer().await;
+        if let Err(why) = cluster.engine() {
+            tracing::warn!(
+                reason = why,
+                "no cluster: webhooks are journaled, rollbacks recorded as not done"
+            );
+        }
+        let state = AppState::build(
+            settings,
+            Arc::new(SystemClock),
+            JournalOptions::default(),
+            cluster,
+        )?;
         tracing::info!(
             rules = state.rules.rules.len(),
             journal = %state.journal.path().display(),
@@ -107,4 +169,78 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A client as kubectl finds its configuration, and the namespace to use.
+async fn client(namespace: Option<String>) -> anyhow::Result<(kube::Client, String)> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the Kubernetes configuration: {e}"))?;
+    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((client, ns))
+}
+
+fn undo(
+    workload: &str,
+    namespace: Option<String>,
+    to_revision: Option<i64>,
+    dry_run: DryRunArg,
+    reason: String,
+) -> anyhow::Result<()> {
+    let (kind, name) = cli::parse_workload(workload).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (client, namespace) = client(namespace).await?;
+        let engine = UndoEngine::new(client);
+        let request = UndoRequest {
+            kind,
+            namespace,
+            name: name.clone(),
+            to_revision,
+            episode: None,
+            reason,
+            dry_run: match dry_run {
+                DryRunArg::None => DryRun::None,
+                DryRunArg::Client => DryRun::Client,
+                DryRunArg::Server => DryRun::Server,
+            },
+            cooldown: None,
+        };
+        let outcome = engine.undo(&request).await?;
+        let suffix = match (&outcome, dry_run) {
+            (UndoOutcome::DryRun(_), DryRunArg::Server) => {
+                "rolled back (server dry run)".to_string()
+            }
+            _ => outcome.kubectl_message(),
+        };
+        println!("{}/{name} {suffix}", cli::kubectl_resource(kind));
+        match outcome {
+            UndoOutcome::NewerDeployDetected { .. } => {
+                anyhow::bail!("the workload changed while rolling back; nothing was overwritten")
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+fn history(workload: &str, namespace: Option<String>, revision: Option<i64>) -> anyhow::Result<()> {
+    let (kind, name) = cli::parse_workload(workload).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (client, namespace) = client(namespace).await?;
+        let history = UndoEngine::new(client)
+            .history(kind, &namespace, &name)
+            .await?;
+        match revision {
+            None => print!("{}", cli::format_history(kind, &name, &history)),
+            Some(n) => {
+                let r = history
+                    .iter()
+                    .find(|r| r.number == n)
+                    .ok_or_else(|| anyhow::anyhow!("unable to find the specified revision"))?;
+                print!("{}", cli::format_revision(kind, &name, r));
+            }
+        }
+        Ok(())
+    })
 }

@@ -30,6 +30,48 @@ pub enum WebhookOutcome {
     journal_unavailable,
 }
 
+/// How a rollback attempt ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RollbackOutcome {
+    /// Patched.
+    rolled_back,
+    /// Server-side dry-run accepted.
+    dry_run,
+    /// Target revision already live.
+    skipped,
+    /// This episode's marker found on the workload.
+    already_rolled_back,
+    /// Rolled back recently for another alert.
+    cooling_down,
+    /// The workload changed between read and patch.
+    newer_deploy,
+    /// Refused or failed (API error, no history, paused, no cluster).
+    failed,
+}
+
+impl RollbackOutcome {
+    /// The label value, also used in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackOutcome::rolled_back => "rolled-back",
+            RollbackOutcome::dry_run => "dry-run",
+            RollbackOutcome::skipped => "skipped",
+            RollbackOutcome::already_rolled_back => "already-rolled-back",
+            RollbackOutcome::cooling_down => "cooling-down",
+            RollbackOutcome::newer_deploy => "newer-deploy",
+            RollbackOutcome::failed => "failed",
+        }
+    }
+}
+
+/// Labels of `rollbackd_rollbacks_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    /// How it ended.
+    pub outcome: RollbackOutcome,
+}
+
 /// Labels of `rollbackd_webhooks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -61,6 +103,8 @@ pub struct Metrics {
     pub journal_batch_size: Histogram,
     /// Webhooks journaled and not yet processed.
     pub webhooks_pending: Gauge,
+    /// Rollback attempts by outcome.
+    pub rollbacks: Family<RollbackLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,7 +143,14 @@ impl Metrics {
             "Webhooks journaled and not yet processed",
             webhooks_pending.clone(),
         );
+        let rollbacks = Family::<RollbackLabels, Counter>::default();
+        registry.register(
+            "rollbacks",
+            "Rollback attempts, by outcome",
+            rollbacks.clone(),
+        );
         Metrics {
+            rollbacks,
             registry,
             webhooks,
             alerts,
@@ -113,6 +164,13 @@ impl Metrics {
     pub fn webhook(&self, outcome: WebhookOutcome, code: u16) {
         self.webhooks
             .get_or_create(&WebhookLabels { outcome, code })
+            .inc();
+    }
+
+    /// Counts one rollback attempt.
+    pub fn rollback(&self, outcome: RollbackOutcome) {
+        self.rollbacks
+            .get_or_create(&RollbackLabels { outcome })
             .inc();
     }
 

@@ -122,7 +122,8 @@ impl Alert {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WirePayload {
-    version: String,
+    // Any JSON value, so a numeric version is refused as a version.
+    version: serde_json::Value,
     group_key: String,
     #[serde(default)]
     truncated_alerts: u64,
@@ -159,40 +160,48 @@ struct WireAlert {
     fingerprint: String,
 }
 
-/// Only the version, read first so a future payload is refused for its
-/// version rather than for whatever field it renamed.
+/// Only the version, read when a payload fails to parse.
 #[derive(Deserialize)]
 struct VersionProbe {
     version: Option<serde_json::Value>,
 }
 
-/// Parses a webhook body into a [`Notification`].
-pub fn parse_notification(body: &[u8]) -> Result<Notification, ParseError> {
-    let probe: VersionProbe = serde_json::from_slice(body).map_err(json_error)?;
-    match probe.version {
-        None => return Err(ParseError::Invalid("missing field `version`".into())),
-        Some(serde_json::Value::String(v)) if v == SUPPORTED_VERSION => {}
-        Some(serde_json::Value::String(v)) => {
-            return Err(ParseError::UnsupportedVersion { found: v });
-        }
-        Some(other) => {
-            return Err(ParseError::UnsupportedVersion {
-                found: other.to_string(),
-            })
-        }
+fn check_version(v: &serde_json::Value) -> Result<(), ParseError> {
+    match v {
+        serde_json::Value::String(v) if v == SUPPORTED_VERSION => Ok(()),
+        serde_json::Value::String(v) => Err(ParseError::UnsupportedVersion { found: v.clone() }),
+        other => Err(ParseError::UnsupportedVersion {
+            found: other.to_string(),
+        }),
     }
+}
+
+/// Parses a webhook body into a [`Notification`], in one pass; only a
+/// body that fails is looked at again, to name the version it declares.
+pub fn parse_notification(body: &[u8]) -> Result<Notification, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let wire: WirePayload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        match json_error(e.into_inner()) {
-            // Say where in the payload, not only where in the bytes.
-            ParseError::Invalid(message) if path != "." => {
-                ParseError::Invalid(format!("{path}: {}", strip_position(&message)))
+    let wire: WirePayload = match serde_path_to_error::deserialize(&mut de) {
+        Ok(wire) => wire,
+        Err(e) => {
+            // A future payload is refused for its version rather than for
+            // whatever field it renamed.
+            if let Ok(VersionProbe { version: Some(v) }) =
+                serde_json::from_slice::<VersionProbe>(body)
+            {
+                check_version(&v)?;
             }
-            other => other,
+            let path = e.path().to_string();
+            return Err(match json_error(e.into_inner()) {
+                // Say where in the payload, not only where in the bytes.
+                ParseError::Invalid(message) if path != "." => {
+                    ParseError::Invalid(format!("{path}: {}", strip_position(&message)))
+                }
+                ParseError::Invalid(message) => ParseError::Invalid(strip_position(&message)),
+                other => other,
+            });
         }
-    })?;
-    debug_assert_eq!(wire.version, SUPPORTED_VERSION);
+    };
+    check_version(&wire.version)?;
     Ok(Notification {
         receiver: wire.receiver,
         status: wire.status,

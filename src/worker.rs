@@ -4,8 +4,8 @@
 //!
 //! The worker reads its work from the journal, never from memory, so a
 //! webhook acknowledged just before a crash is processed after the restart.
-//! Until the undo engine lands, every action is recorded as what it would do
-//! (dry-run).
+//! A `rollback` decision goes to the undo engine (server-side dry-run when
+//! dry-run is on), and the rollout is then followed in the background.
 
 use std::time::Duration;
 
@@ -13,10 +13,13 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::app::AppState;
-use crate::decide::{decide, Decision};
+use crate::decide::{decide, Decision, Target};
 use crate::journal::{ActionRecord, AlertOutcome, JournalError, PendingWebhook};
-use crate::metrics::DecisionLabels;
+use crate::metrics::{DecisionLabels, RollbackOutcome};
+use crate::parse::Alert;
 use crate::rules::DecisionKind;
+use crate::undo::{Cooldown, DryRun, RollbackReport, UndoOutcome, UndoRequest};
+use crate::watch::{follow, FollowOutcome};
 
 /// Webhooks fetched from the journal per round trip.
 const BATCH: usize = 64;
@@ -67,56 +70,238 @@ impl Worker {
             .metrics
             .webhooks_pending
             .set(pending.len() as i64);
-        let mut done = 0;
+        // Process the batch in order, then journal every result at once: the
+        // completions share one transaction (one fsync) instead of one each.
+        let mut completions = Vec::with_capacity(pending.len());
         for webhook in pending {
             if *stop.borrow() {
                 break;
             }
-            let outcomes = self.process(&webhook, self.state.clock.now());
-            self.state.journal.complete(webhook.id, outcomes).await?;
-            done += 1;
+            let outcomes = self.process(&webhook, self.state.clock.now()).await;
+            completions.push(self.state.journal.complete(webhook, outcomes));
+        }
+        let done = completions.len();
+        for result in futures::future::join_all(completions).await {
+            result?;
         }
         Ok(done)
     }
 
-    /// Decides every alert of a webhook and plans its action.
-    fn process(&self, webhook: &PendingWebhook, now: Timestamp) -> Vec<AlertOutcome> {
+    /// Decides every alert of a webhook and acts on it.
+    async fn process(&self, webhook: &PendingWebhook, now: Timestamp) -> Vec<AlertOutcome> {
         let dry_run = webhook.dry_run || self.state.settings.dry_run;
-        webhook
-            .notification
-            .alerts
-            .iter()
-            .enumerate()
-            .map(|(index, alert)| {
-                let decision = decide(&self.state.rules, alert, now);
-                self.state
-                    .metrics
-                    .alerts
-                    .get_or_create(&DecisionLabels {
-                        decision: decision.kind.as_str().into(),
-                        rule: decision.rule.clone().unwrap_or_else(|| "none".into()),
-                    })
-                    .inc();
-                let actions = plan(&decision, dry_run, now);
-                log_decision(webhook.id, alert.name(), &decision);
-                AlertOutcome {
-                    index,
-                    decision,
-                    actions,
+        let mut outcomes = Vec::with_capacity(webhook.notification.alerts.len());
+        for (index, alert) in webhook.notification.alerts.iter().enumerate() {
+            let decision = decide(&self.state.rules, alert, now);
+            self.state
+                .metrics
+                .alerts
+                .get_or_create(&DecisionLabels {
+                    decision: decision.kind.as_str().into(),
+                    rule: decision.rule.clone().unwrap_or_else(|| "none".into()),
+                })
+                .inc();
+            log_decision(webhook.id, alert.name(), &decision);
+            let actions = match (decision.kind, &decision.target) {
+                (DecisionKind::Rollback, Some(target)) => {
+                    let rollback = self.rollback(alert, &decision, target, dry_run, now).await;
+                    if let Some(deadline) = rollback.follow {
+                        self.spawn_watch(webhook.id, index, target.clone(), deadline);
+                    }
+                    vec![rollback.record]
                 }
-            })
-            .collect()
+                _ => plan(&decision, dry_run, now),
+            };
+            outcomes.push(AlertOutcome {
+                index,
+                decision,
+                actions,
+            });
+        }
+        let not_done = outcomes
+            .iter()
+            .flat_map(|o| &o.actions)
+            .filter(|a| a.action == "rollback" && a.outcome == "failed")
+            .count();
+        if let (true, Err(why)) = (not_done > 0, self.state.cluster.engine()) {
+            tracing::error!(
+                webhook = webhook.id,
+                rollbacks = not_done,
+                reason = why,
+                "rollbacks not done: no cluster"
+            );
+        }
+        outcomes
+    }
+
+    /// Rolls the target back through the undo engine.
+    async fn rollback(
+        &self,
+        alert: &Alert,
+        decision: &Decision,
+        target: &Target,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Rollback {
+        let record = |outcome: RollbackOutcome, detail: String| {
+            self.state.metrics.rollback(outcome);
+            ActionRecord {
+                action: "rollback".into(),
+                outcome: outcome.as_str().into(),
+                detail,
+                at: now,
+            }
+        };
+        let engine = match self.state.cluster.engine() {
+            Ok(engine) => engine,
+            Err(why) => {
+                // Logged once per webhook by the caller: a storm without a
+                // cluster would otherwise print one identical line per alert.
+                return Rollback {
+                    record: record(
+                        RollbackOutcome::failed,
+                        format!("not rolled back: {why}; replay this webhook once the cluster is reachable"),
+                    ),
+                    follow: None,
+                };
+            }
+        };
+        let rule = decision.rule.as_deref().unwrap_or("-");
+        let request = UndoRequest {
+            kind: target.kind,
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            to_revision: target.to_revision,
+            episode: Some(alert.episode_key()),
+            reason: format!(
+                "rollbackd: alert {} ({}) matched rule {rule}",
+                alert.name(),
+                alert
+                    .labels
+                    .get("severity")
+                    .map_or("no severity", String::as_str)
+            ),
+            dry_run: if dry_run {
+                DryRun::Server
+            } else {
+                DryRun::None
+            },
+            cooldown: Some(Cooldown {
+                now,
+                period: COOLDOWN,
+            }),
+        };
+        let deadline = Duration::from_secs(decision.deadline_secs.unwrap_or(0).max(1));
+        match engine.undo(&request).await {
+            Ok(UndoOutcome::RolledBack(r)) => {
+                tracing::info!(workload = %target, from = r.from_revision, to = r.to_revision, rule, "rolled back");
+                Rollback {
+                    record: record(RollbackOutcome::rolled_back, describe(target, &r)),
+                    follow: Some(deadline),
+                }
+            }
+            Ok(UndoOutcome::DryRun(r)) => Rollback {
+                record: record(
+                    RollbackOutcome::dry_run,
+                    format!(
+                        "dry-run (accepted by the API server): would have {}",
+                        describe(target, &r)
+                    ),
+                ),
+                follow: None,
+            },
+            Ok(other) => {
+                let outcome = match other {
+                    UndoOutcome::Skipped { .. } => RollbackOutcome::skipped,
+                    UndoOutcome::AlreadyRolledBack { .. } => RollbackOutcome::already_rolled_back,
+                    UndoOutcome::CoolingDown { .. } => RollbackOutcome::cooling_down,
+                    _ => RollbackOutcome::newer_deploy,
+                };
+                tracing::warn!(workload = %target, outcome = outcome.as_str(), "rollback not done");
+                Rollback {
+                    record: record(outcome, format!("{target}: {}", other.kubectl_message())),
+                    follow: None,
+                }
+            }
+            Err(e) => {
+                tracing::error!(workload = %target, error = %e, "rollback failed");
+                Rollback {
+                    record: record(RollbackOutcome::failed, format!("{target}: {e}")),
+                    follow: None,
+                }
+            }
+        }
+    }
+
+    /// Follows the rollout in the background and journals how it ended; the
+    /// worker goes on with the next webhook meanwhile.
+    fn spawn_watch(&self, webhook: i64, index: usize, target: Target, deadline: Duration) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let Ok(engine) = state.cluster.engine() else {
+                return;
+            };
+            let result = follow(
+                engine.client(),
+                target.kind,
+                &target.namespace,
+                &target.name,
+                deadline,
+            )
+            .await;
+            let (outcome, detail) = match result {
+                Ok(FollowOutcome::Healthy { took, message }) => (
+                    "healthy",
+                    format!("{message} in {:.1}s", took.as_secs_f64()),
+                ),
+                Ok(FollowOutcome::Stalled { reason }) => ("stalled", reason),
+                Ok(FollowOutcome::DeadlineMissed { last }) => (
+                    "deadline-missed",
+                    format!("not healthy within {}s; last: {last}", deadline.as_secs()),
+                ),
+                Err(e) => ("stalled", e.to_string()),
+            };
+            tracing::info!(workload = %target, outcome, detail, "rollout followed");
+            let record = ActionRecord {
+                action: "watch".into(),
+                outcome: outcome.into(),
+                detail,
+                at: state.clock.now(),
+            };
+            if let Err(e) = state.journal.append_action(webhook, index, record).await {
+                tracing::error!(error = %e, webhook, "could not journal the rollout's end");
+            }
+        });
     }
 }
 
-/// What the worker does about a decision. The undo engine is not part of
-/// this build yet, so a rollback is recorded as the action it would take.
+/// The result of one rollback attempt.
+struct Rollback {
+    record: ActionRecord,
+    /// Follow the rollout for this long (only after a real patch).
+    follow: Option<Duration>,
+}
+
+/// A per-workload pause after a rollback during which rollbackd refuses
+/// another one for a different alert: a second `rollout undo` would restore
+/// the bad revision (the toggle hazard). 10 minutes covers a slow rollout
+/// plus Alertmanager's usual group_interval and repeat cycles.
+pub const COOLDOWN: Duration = Duration::from_secs(600);
+
+fn describe(target: &Target, r: &RollbackReport) -> String {
+    format!(
+        "rolled back {target} from revision {} ({}) to revision {} ({})",
+        r.from_revision,
+        r.from_images.join(", "),
+        r.to_revision,
+        r.to_images.join(", ")
+    )
+}
+
+/// What the worker records for decisions it does not act on in the
+/// cluster yet: holds and notifications (guard and report come later).
 pub fn plan(decision: &Decision, dry_run: bool, now: Timestamp) -> Vec<ActionRecord> {
-    let why_dry = if dry_run {
-        "dry-run"
-    } else {
-        "dry-run: the undo engine is not part of this build yet"
-    };
+    let why_dry = if dry_run { " (dry-run)" } else { "" };
     let record = |action: &str, outcome: &str, detail: String| ActionRecord {
         action: action.into(),
         outcome: outcome.into(),
@@ -124,14 +309,6 @@ pub fn plan(decision: &Decision, dry_run: bool, now: Timestamp) -> Vec<ActionRec
         at: now,
     };
     match (decision.kind, &decision.target) {
-        (DecisionKind::Rollback, Some(target)) => vec![record(
-            "rollback",
-            "dry-run",
-            format!(
-                "would roll back {target} to {} ({why_dry})",
-                revision_text(target.to_revision)
-            ),
-        )],
         (DecisionKind::RollbackAfter, Some(target)) => {
             let until = decision
                 .hold_until
@@ -140,7 +317,7 @@ pub fn plan(decision: &Decision, dry_run: bool, now: Timestamp) -> Vec<ActionRec
                 "hold",
                 "planned",
                 format!(
-                    "hold until {until}, then roll back {target} to {} if the alert still fires ({why_dry})",
+                    "hold until {until}, then roll back {target} to {} if the alert still fires{why_dry}",
                     revision_text(target.to_revision)
                 ),
             )]
@@ -153,7 +330,7 @@ pub fn plan(decision: &Decision, dry_run: bool, now: Timestamp) -> Vec<ActionRec
                 format!("report only: {}", decision.reason),
             )]
         }
-        (DecisionKind::Ignore, _) => Vec::new(),
+        (DecisionKind::Ignore, _) | (DecisionKind::Rollback, Some(_)) => Vec::new(),
     }
 }
 

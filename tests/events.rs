@@ -51,7 +51,12 @@ async fn real_firing_group_is_decided_per_alert_by_the_default_matrix() {
     assert_eq!(high["decision"]["target"]["name"], "ecommerce");
     assert_eq!(high["decision"]["deadline_secs"], 60);
     assert_eq!(high["actions"][0]["action"], "rollback");
-    assert_eq!(high["actions"][0]["outcome"], "dry-run");
+    // No cluster in this test: recorded as not done, with the way out.
+    assert_eq!(high["actions"][0]["outcome"], "failed");
+    assert_eq!(
+        high["actions"][0]["detail"],
+        "not rolled back: no cluster in this test; replay this webhook once the cluster is reachable"
+    );
     let slow = &event["alerts"][3];
     // Hold of 2 minutes from the test clock's now (12:50:45).
     assert_eq!(slow["decision"]["hold_until"], "2026-11-22T12:52:45Z");

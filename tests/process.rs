@@ -25,6 +25,11 @@ async fn spawn(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> P
         .arg(format!("--rules={}/rules", env!("CARGO_MANIFEST_DIR")))
         .args(extra)
         .env_remove("ROLLBACKD_WEBHOOK_TOKEN")
+        // Never reach for a real cluster from a test: no kubeconfig, not
+        // in-cluster.
+        .env("KUBECONFIG", dir.join("no-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
         .env("ROLLBACKD_LOG", "trace")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rollbackd::app::{AppState, Clock, Server};
+use rollbackd::app::{AppState, Clock, Cluster, Server};
 use rollbackd::config::{RulesSource, Secret, Settings, WebhookAuth};
 use rollbackd::journal::JournalOptions;
 
@@ -65,10 +65,24 @@ impl TestServer {
         adjust: impl FnOnce(&mut Settings),
         journal: JournalOptions,
     ) -> TestServer {
+        let cluster = Cluster::Unavailable("no cluster in this test".into());
+        Self::start_full(adjust, journal, cluster).await
+    }
+
+    pub async fn start_with_cluster(cluster: Cluster) -> TestServer {
+        Self::start_full(|_| {}, JournalOptions::default(), cluster).await
+    }
+
+    pub async fn start_full(
+        adjust: impl FnOnce(&mut Settings),
+        journal: JournalOptions,
+        cluster: Cluster,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         adjust(&mut s);
-        let state = AppState::build(s, TestClock::at("2026-11-22T12:50:45Z"), journal).unwrap();
+        let state =
+            AppState::build(s, TestClock::at("2026-11-22T12:50:45Z"), journal, cluster).unwrap();
         let server = Server::start(state.clone()).await.unwrap();
         TestServer {
             url: format!("http://{}", server.addr),
