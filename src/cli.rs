@@ -175,10 +175,19 @@ pub fn format_revision(kind: WorkloadKind, name: &str, revision: &Revision) -> S
         }
     };
     out.push_str(&map_lines("Labels", &template["metadata"]["labels"], "="));
-    let annotations = match kind {
-        WorkloadKind::Deployment => serde_json::Value::Object(revision.annotations.clone()),
-        _ => template["metadata"]["annotations"].clone(),
-    };
+    // kubectl shows the template's annotations plus the holder's
+    // change-cause (`historyInfo[v].Annotations[ChangeCauseAnnotation]`).
+    let mut annotations = template["metadata"]["annotations"].clone();
+    if let Some(cause) = revision
+        .annotations
+        .get(CHANGE_CAUSE)
+        .and_then(|v| v.as_str())
+    {
+        if !annotations.is_object() {
+            annotations = serde_json::json!({});
+        }
+        annotations[CHANGE_CAUSE] = cause.into();
+    }
     out.push_str(&map_lines("Annotations", &annotations, ": "));
     out.push_str("  Containers:\n");
     for c in template["spec"]["containers"]

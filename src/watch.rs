@@ -103,8 +103,10 @@ pub fn rollout_status(kind: WorkloadKind, object: &Value) -> RolloutStatus {
                         replicas - ready
                     ));
                 }
-                let partition = int(&spec["updateStrategy"]["rollingUpdate"]["partition"]);
-                if partition > 0 {
+                // kubectl takes this path whenever a partition is set, 0
+                // included, and the API server defaults it to 0.
+                let partition = &spec["updateStrategy"]["rollingUpdate"]["partition"];
+                if let Some(partition) = partition.as_i64() {
                     let updated = int(&status["updatedReplicas"]);
                     if updated < replicas - partition {
                         return RolloutStatus::Progressing(format!(

@@ -73,24 +73,36 @@ impl Worker {
         // Process the batch in order, then journal every result at once: the
         // completions share one transaction (one fsync) instead of one each.
         let mut completions = Vec::with_capacity(pending.len());
+        let mut watches = Vec::new();
         for webhook in pending {
             if *stop.borrow() {
                 break;
             }
-            let outcomes = self.process(&webhook, self.state.clock.now()).await;
+            let (outcomes, follow) = self.process(&webhook, self.state.clock.now()).await;
+            watches.extend(follow);
             completions.push(self.state.journal.complete(webhook, outcomes));
         }
         let done = completions.len();
         for result in futures::future::join_all(completions).await {
             result?;
         }
+        // Only now: a watch journals its end against the alert's row.
+        for watch in watches {
+            self.spawn_watch(watch);
+        }
         Ok(done)
     }
 
-    /// Decides every alert of a webhook and acts on it.
-    async fn process(&self, webhook: &PendingWebhook, now: Timestamp) -> Vec<AlertOutcome> {
+    /// Decides every alert of a webhook and acts on it; returns the
+    /// outcomes and the rollouts to follow once they are journaled.
+    async fn process(
+        &self,
+        webhook: &PendingWebhook,
+        now: Timestamp,
+    ) -> (Vec<AlertOutcome>, Vec<WatchJob>) {
         let dry_run = webhook.dry_run || self.state.settings.dry_run;
         let mut outcomes = Vec::with_capacity(webhook.notification.alerts.len());
+        let mut watches = Vec::new();
         for (index, alert) in webhook.notification.alerts.iter().enumerate() {
             let decision = decide(&self.state.rules, alert, now);
             self.state
@@ -106,7 +118,12 @@ impl Worker {
                 (DecisionKind::Rollback, Some(target)) => {
                     let rollback = self.rollback(alert, &decision, target, dry_run, now).await;
                     if let Some(deadline) = rollback.follow {
-                        self.spawn_watch(webhook.id, index, target.clone(), deadline);
+                        watches.push(WatchJob {
+                            webhook: webhook.id,
+                            index,
+                            target: target.clone(),
+                            deadline,
+                        });
                     }
                     vec![rollback.record]
                 }
@@ -131,7 +148,7 @@ impl Worker {
                 "rollbacks not done: no cluster"
             );
         }
-        outcomes
+        (outcomes, watches)
     }
 
     /// Rolls the target back through the undo engine.
@@ -235,7 +252,13 @@ impl Worker {
 
     /// Follows the rollout in the background and journals how it ended; the
     /// worker goes on with the next webhook meanwhile.
-    fn spawn_watch(&self, webhook: i64, index: usize, target: Target, deadline: Duration) {
+    fn spawn_watch(&self, job: WatchJob) {
+        let WatchJob {
+            webhook,
+            index,
+            target,
+            deadline,
+        } = job;
         let state = self.state.clone();
         tokio::spawn(async move {
             let Ok(engine) = state.cluster.engine() else {
@@ -273,6 +296,14 @@ impl Worker {
             }
         });
     }
+}
+
+/// A rollout to follow after its rollback is journaled.
+struct WatchJob {
+    webhook: i64,
+    index: usize,
+    target: Target,
+    deadline: Duration,
 }
 
 /// The result of one rollback attempt.

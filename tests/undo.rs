@@ -194,6 +194,40 @@ async fn history_follows_the_seeds_through_undo_and_to_revision() {
 }
 
 #[tokio::test]
+async fn history_is_read_across_every_page_of_the_list() {
+    let fake = FakeKube::start().await;
+    let web = three_releases(&fake).await;
+    let outcome = engine(&fake)
+        .with_page_size(1)
+        .undo(&request(WorkloadKind::Deployment, "shop", "web"))
+        .await
+        .unwrap();
+    let UndoOutcome::RolledBack(r) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!((r.from_revision, r.to_revision), (3, 2));
+    let lists: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|q| q.verb == "list" && q.path.ends_with("/replicasets"))
+        .map(|q| q.query)
+        .collect();
+    assert_eq!(
+        lists.len(),
+        3,
+        "one request per ReplicaSet with limit=1: {lists:?}"
+    );
+    assert!(
+        lists
+            .iter()
+            .all(|q| q.contains("labelSelector=app%3Dweb") && q.contains("limit=1")),
+        "{lists:?}"
+    );
+    assert!(lists[1].contains("continue="), "{lists:?}");
+    assert_eq!(web.image(), "ghcr.io/company/ecommerce:v1.1.0");
+}
+
+#[tokio::test]
 async fn undo_to_the_live_revision_is_skipped_without_a_write() {
     let fake = FakeKube::start().await;
     three_releases(&fake).await;
@@ -562,6 +596,45 @@ async fn watch_reaches_healthy_as_the_rollout_steps_through() {
         panic!("{outcome:?}")
     };
     assert_eq!(message, "deployment \"web\" successfully rolled out");
+}
+
+#[tokio::test]
+async fn watch_follows_statefulsets_and_daemonsets_too() {
+    let fake = FakeKube::start().await;
+    let db = fake
+        .statefulset("shop", "db")
+        .image("postgres:16.1")
+        .create()
+        .await;
+    db.set_image("postgres:16.2-bad");
+    let agent = fake
+        .daemonset("shop", "agent")
+        .image("agent:1")
+        .create()
+        .await;
+    agent.set_image("agent:2-bad");
+    let e = engine(&fake);
+    for (kind, name, done) in [
+        (
+            WorkloadKind::StatefulSet,
+            "db",
+            "partitioned roll out complete: 3 new pods have been updated...",
+        ),
+        (
+            WorkloadKind::DaemonSet,
+            "agent",
+            "daemon set \"agent\" successfully rolled out",
+        ),
+    ] {
+        e.undo(&request(kind, "shop", name)).await.unwrap();
+        let outcome = follow(e.client(), kind, "shop", name, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let FollowOutcome::Healthy { message, .. } = outcome else {
+            panic!("{name}: {outcome:?}")
+        };
+        assert!(message.starts_with(done), "{name}: {message}");
+    }
 }
 
 #[tokio::test]

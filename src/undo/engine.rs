@@ -192,12 +192,19 @@ pub fn resource_name(kind: WorkloadKind) -> &'static str {
 #[derive(Clone)]
 pub struct UndoEngine {
     client: Client,
+    page: u32,
 }
 
 impl UndoEngine {
     /// An engine using `client` (from kubeconfig or in-cluster).
     pub fn new(client: Client) -> UndoEngine {
-        UndoEngine { client }
+        UndoEngine { client, page: PAGE }
+    }
+
+    /// Lists history in pages of `n` items (default 500).
+    pub fn with_page_size(mut self, n: u32) -> UndoEngine {
+        self.page = n.max(1);
+        self
     }
 
     /// The client, for the watch.
@@ -503,11 +510,12 @@ impl UndoEngine {
         let selector = label_selector(&workload["spec"]["selector"])?;
         match kind {
             WorkloadKind::Deployment => {
-                let rs = list_all::<ReplicaSet>(&self.client, ns, &selector).await?;
+                let rs = list_all::<ReplicaSet>(&self.client, ns, &selector, self.page).await?;
                 Ok(plan::deployment_history(uid, &rs))
             }
             _ => {
-                let crs = list_all::<ControllerRevision>(&self.client, ns, &selector).await?;
+                let crs =
+                    list_all::<ControllerRevision>(&self.client, ns, &selector, self.page).await?;
                 Ok(plan::controller_revision_history(uid, &crs))
             }
         }
@@ -675,7 +683,12 @@ where
 }
 
 /// Lists every page (`limit` + `continue`), as JSON.
-async fn list_all<K>(client: &Client, ns: &str, selector: &str) -> Result<Vec<Value>, UndoError>
+async fn list_all<K>(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    page: u32,
+) -> Result<Vec<Value>, UndoError>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -686,7 +699,7 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let mut out = Vec::new();
-    let mut params = ListParams::default().labels(selector).limit(PAGE);
+    let mut params = ListParams::default().labels(selector).limit(page);
     loop {
         let page = api.list(&params).await.map_err(UndoError::from_kube)?;
         out.extend(

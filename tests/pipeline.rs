@@ -1,0 +1,225 @@
+//! The whole pipeline against the fake API server: a real Alertmanager
+//! payload in, exactly the right writes to the cluster out.
+
+mod common;
+
+use common::*;
+use fakekube::{FakeKube, WorkloadKind as FakeKind};
+use rollbackd::app::Cluster;
+use serde_json::Value;
+
+/// shop/ecommerce, shop/checkout and shop/frontend, each with a good and a
+/// bad release.
+async fn shop() -> FakeKube {
+    let fake = FakeKube::start().await;
+    for name in ["ecommerce", "checkout", "frontend"] {
+        let w = fake
+            .deployment("shop", name)
+            .image(&format!("ghcr.io/company/{name}:v1.1.0"))
+            .change_cause("good release")
+            .create()
+            .await;
+        w.deploy(&format!("ghcr.io/company/{name}:v1.2.0"), "bad release");
+    }
+    fake
+}
+
+fn rollback_outcomes(event: &Value) -> Vec<(String, String)> {
+    event["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| {
+            let name = a["alertname"].as_str().unwrap().to_string();
+            a["actions"].as_array().unwrap().iter().map(move |x| {
+                (
+                    name.clone(),
+                    format!(
+                        "{}:{}",
+                        x["action"].as_str().unwrap(),
+                        x["outcome"].as_str().unwrap()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn s(x: &str, y: &str) -> (String, String) {
+    (x.to_string(), y.to_string())
+}
+
+#[tokio::test]
+async fn firing_group_rolls_back_exactly_the_decided_workloads_once() {
+    let fake = shop().await;
+    let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
+    let receipt: Value = server.post_webhook(FIRING).await.json().await.unwrap();
+    let id = receipt["id"].as_i64().unwrap();
+
+    // The rollout of each rollback is followed to its end and journaled.
+    let event = eventually(|| async {
+        let (_, e) = server.get_json(&format!("/api/v1/events/{id}")).await;
+        let watched = rollback_outcomes(&e)
+            .iter()
+            .filter(|(_, a)| a.starts_with("watch:"))
+            .count();
+        (watched == 2).then_some(e)
+    })
+    .await;
+    assert_eq!(
+        rollback_outcomes(&event),
+        vec![
+            s("HighErrorRate", "rollback:rolled-back"),
+            s("HighErrorRate", "watch:healthy"),
+            s("MinorUIGlitch", "notify:planned"),
+            s("ServiceDown", "rollback:rolled-back"),
+            s("ServiceDown", "watch:healthy"),
+            s("SlowCheckout", "hold:planned"),
+        ]
+    );
+    let detail = event["alerts"][0]["actions"][0]["detail"].as_str().unwrap();
+    assert_eq!(
+        detail,
+        "rolled back shop/deployment/ecommerce from revision 2 (ghcr.io/company/ecommerce:v1.2.0) \
+         to revision 1 (ghcr.io/company/ecommerce:v1.1.0)"
+    );
+    assert!(event["alerts"][2]["actions"][1]["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("deployment \"checkout\" successfully rolled out in "));
+    let patched = |name: &str| fake.patches_to("deployments", "shop", name).len();
+    assert_eq!(
+        (
+            patched("ecommerce"),
+            patched("checkout"),
+            patched("frontend")
+        ),
+        (1, 1, 0)
+    );
+    for name in ["ecommerce", "checkout"] {
+        let w = fake.workload(FakeKind::Deployment, "shop", name);
+        assert_eq!(w.image(), format!("ghcr.io/company/{name}:v1.1.0"));
+    }
+
+    // Alertmanager re-sends the same group (repeat_interval, HA peer).
+    let again: Value = server.post_webhook(FIRING).await.json().await.unwrap();
+    let event = server.processed_event(again["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        rollback_outcomes(&event),
+        vec![
+            s("HighErrorRate", "rollback:already-rolled-back"),
+            s("MinorUIGlitch", "notify:planned"),
+            s("ServiceDown", "rollback:already-rolled-back"),
+            s("SlowCheckout", "hold:planned"),
+        ]
+    );
+    assert_eq!(
+        (patched("ecommerce"), patched("checkout")),
+        (1, 1),
+        "still one rollback each"
+    );
+
+    let m = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"rollbackd_rollbacks_total{outcome="rolled_back"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"rollbackd_rollbacks_total{outcome="already_rolled_back"} 2"#),
+        "{m}"
+    );
+    let ready: Value = server
+        .client
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ready["checks"]["cluster"]
+            .as_str()
+            .unwrap()
+            .starts_with("reachable"),
+        "{ready}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dry_run_asks_the_api_server_and_changes_nothing() {
+    let fake = shop().await;
+    let server = TestServer::start_full(
+        |s| s.dry_run = true,
+        Default::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    let receipt: Value = server.post_webhook(FIRING).await.json().await.unwrap();
+    let event = server
+        .processed_event(receipt["id"].as_i64().unwrap())
+        .await;
+    let high = &event["alerts"][0]["actions"][0];
+    assert_eq!(high["outcome"], "dry-run");
+    assert!(high["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("dry-run (accepted by the API server): would have rolled back"));
+    let sent = fake.patches_to("deployments", "shop", "ecommerce");
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].dry_run);
+    let w = fake.workload(FakeKind::Deployment, "shop", "ecommerce");
+    assert_eq!(
+        (w.image().as_str(), w.revision()),
+        ("ghcr.io/company/ecommerce:v1.2.0", 2)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_server_failure_is_recorded_and_a_replay_finishes_the_job() {
+    let fake = shop().await;
+    fake.fail_next(("PATCH", "deployments/ecommerce"), 500, 1);
+    let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
+    let receipt: Value = server.post_webhook(FIRING).await.json().await.unwrap();
+    let id = receipt["id"].as_i64().unwrap();
+    let event = server.processed_event(id).await;
+    let high = &event["alerts"][0]["actions"][0];
+    assert_eq!(high["outcome"], "failed");
+    assert!(
+        high["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("shop/deployment/ecommerce: failed restoring revision 1: "),
+        "{high}"
+    );
+
+    let r: Value = server
+        .client
+        .post(format!("{}/api/v1/replay/{id}?dry_run=false", server.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replay = server.processed_event(r["id"].as_i64().unwrap()).await;
+    assert_eq!(replay["alerts"][0]["actions"][0]["outcome"], "rolled-back");
+    assert_eq!(
+        replay["alerts"][2]["actions"][0]["outcome"],
+        "already-rolled-back"
+    );
+    let w = fake.workload(FakeKind::Deployment, "shop", "ecommerce");
+    assert_eq!(w.image(), "ghcr.io/company/ecommerce:v1.1.0");
+    server.stop().await;
+}
