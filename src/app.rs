@@ -8,6 +8,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{RulesSource, Settings};
+use crate::guard::Guard;
 use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::rules::{Rules, RulesError};
@@ -85,6 +86,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Wakes the worker when new work is journaled.
     pub work_ready: Arc<Notify>,
+    /// Namespaces, change correlation, GitOps, rate limits and the breaker.
+    pub guard: Arc<Guard>,
     /// The Kubernetes API, through the undo engine.
     pub cluster: Cluster,
 }
@@ -136,6 +139,7 @@ impl AppState {
         let observed = metrics.clone();
         let observer: CommitObserver = Arc::new(move |took, n| observed.journal_commit(took, n));
         let journal = Journal::open(&settings.journal, journal_options, Some(observer))?;
+        let guard = Arc::new(Guard::new(rules.guard.clone(), clock.clone()));
         Ok(AppState {
             settings: Arc::new(settings),
             rules: Arc::new(rules),
@@ -143,6 +147,7 @@ impl AppState {
             metrics,
             clock,
             work_ready: Arc::new(Notify::new()),
+            guard,
             cluster,
         })
     }

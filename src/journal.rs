@@ -127,6 +127,8 @@ pub struct AlertOutcome {
 pub struct PendingWebhook {
     /// Journal id.
     pub id: i64,
+    /// Where it came from (an operator's replay skips the rate limits).
+    pub source: Source,
     /// Dry-run only.
     pub dry_run: bool,
     /// Parsed form.
@@ -278,9 +280,78 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (webhook_id, idx) REFERENCES alerts(webhook_id, idx)
     );
     CREATE INDEX actions_alert ON actions(webhook_id, idx);",
+    // 2: holds (rollback-after) and the report outbox.
+    "CREATE TABLE holds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        episode TEXT NOT NULL UNIQUE,
+        webhook_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        due_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        decision_json TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX holds_due ON holds(due_at) WHERE state = 'waiting';
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE delivered_at IS NULL;
+    CREATE TABLE slack_messages (
+        incident TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        PRIMARY KEY (incident, channel)
+    );",
 ];
 
+/// A write another module defines (holds, the report outbox): it runs on
+/// the writer thread inside the group-commit transaction, and its result is
+/// delivered only once that transaction is committed.
+trait Job: Send {
+    fn apply(&mut self, conn: &Connection) -> Result<(), JournalError>;
+    fn succeed(self: Box<Self>);
+    fn fail(self: Box<Self>, e: JournalError);
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T, JournalError>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, JournalError> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> Result<(), JournalError> {
+        let f = self.f.take().expect("a job is applied once");
+        self.out = Some(f(conn)?);
+        Ok(())
+    }
+
+    fn succeed(self: Box<Self>) {
+        if let Some(out) = self.out {
+            let _ = self.reply.send(Ok(out));
+        }
+    }
+
+    fn fail(self: Box<Self>, e: JournalError) {
+        let _ = self.reply.send(Err(e));
+    }
+}
+
 enum Write {
+    Job(Box<dyn Job>),
     Append(Box<NewWebhook>, oneshot::Sender<Result<i64, JournalError>>),
     Complete(
         Box<PendingWebhook>,
@@ -382,7 +453,7 @@ impl Journal {
     pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, dry_run, raw FROM webhooks
+                "SELECT id, dry_run, raw, source FROM webhooks
                  WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
             )?;
             let rows = stmt
@@ -391,14 +462,16 @@ impl Journal {
                         r.get::<_, i64>(0)?,
                         r.get::<_, bool>(1)?,
                         r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, String>(3)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(id, dry_run, raw)| {
+                .map(|(id, dry_run, raw, source)| {
                     let notification = decode(id, &raw)?;
                     Ok(PendingWebhook {
                         id,
+                        source: Source::from_db(&source),
                         dry_run,
                         notification,
                     })
@@ -466,7 +539,28 @@ impl Journal {
         self.read(move |conn| load_event(conn, id, true)).await
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T, JournalError>
+    /// Runs `f` on the writer thread inside the next group-commit
+    /// transaction (in a savepoint of its own); returns its result once
+    /// committed. For stages that keep their own tables (holds, outbox).
+    pub async fn write<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = TypedJob {
+            f: Some(f),
+            out: None,
+            reply: tx,
+        };
+        self.writer
+            .send(Write::Job(Box::new(job)))
+            .map_err(|_| JournalError::WriterGone)?;
+        rx.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Runs `f` on the read connection (WAL: beside the writer).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, JournalError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
@@ -543,9 +637,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
     // neighbours; its result is delivered only after the commit.
     let mut results: Vec<(Write, Result<i64, JournalError>)> = Vec::with_capacity(batch.len());
     let mut tx = tx;
-    for write in batch {
+    for mut write in batch {
         let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, &write) {
+            Ok(sp) => match apply(&sp, &mut write) {
                 Ok(v) => sp.commit().map(|_| v).map_err(JournalError::from),
                 Err(e) => Err(e),
             },
@@ -562,8 +656,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
     }
 }
 
-fn apply(conn: &Connection, write: &Write) -> Result<i64, JournalError> {
+fn apply(conn: &Connection, write: &mut Write) -> Result<i64, JournalError> {
     match write {
+        Write::Job(job) => job.apply(conn).map(|_| 0),
         Write::Append(w, _) => append_webhook(conn, w),
         Write::Complete(w, outcomes, _) => {
             complete_webhook(conn, w.id, &w.notification, outcomes).map(|_| w.id)
@@ -678,6 +773,10 @@ fn insert_action(
 fn deliver(write: Write, result: Result<i64, JournalError>) {
     // A caller that stopped waiting (request cancelled) is not an error.
     match write {
+        Write::Job(job) => match result {
+            Ok(_) => job.succeed(),
+            Err(e) => job.fail(e),
+        },
         Write::Append(_, reply) => {
             let _ = reply.send(result);
         }

@@ -17,6 +17,8 @@
 //!   did.
 //! - [`rules`]: the decision matrix from `rules/*.yaml`, Alertmanager matchers.
 //! - [`decide`]: alert + rules + now → decision and target; pure.
+//! - [`guard`]: namespaces, change correlation, GitOps and rate limits
+//!   between decide and undo; refusals are outcomes with reasons.
 //! - [`undo`]: `kubectl rollout undo` through kube-rs: one patch with a
 //!   resourceVersion test and the alert episode's marker.
 //! - [`watch`]: follows the rollout as `kubectl rollout status` does.
@@ -30,6 +32,7 @@
 
 pub mod api;
 pub mod decide;
+pub mod guard;
 pub mod journal;
 pub mod parse;
 pub mod replay;

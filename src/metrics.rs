@@ -46,6 +46,9 @@ pub enum RollbackOutcome {
     cooling_down,
     /// The workload changed between read and patch.
     newer_deploy,
+    /// Held back by the guard (namespace, change correlation, GitOps,
+    /// rate limit, breaker).
+    refused,
     /// Refused or failed (API error, no history, paused, no cluster).
     failed,
 }
@@ -60,6 +63,7 @@ impl RollbackOutcome {
             RollbackOutcome::already_rolled_back => "already-rolled-back",
             RollbackOutcome::cooling_down => "cooling-down",
             RollbackOutcome::newer_deploy => "newer-deploy",
+            RollbackOutcome::refused => "refused",
             RollbackOutcome::failed => "failed",
         }
     }
@@ -105,6 +109,15 @@ pub struct Metrics {
     pub webhooks_pending: Gauge,
     /// Rollback attempts by outcome.
     pub rollbacks: Family<RollbackLabels, Counter>,
+    /// Guard refusals by reason.
+    pub guard_refusals: Family<RefusalLabels, Counter>,
+}
+
+/// Labels of `rollbackd_guard_refusals_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `Refusal::label()`: a closed set.
+    pub reason: &'static str,
 }
 
 impl Metrics {
@@ -149,7 +162,14 @@ impl Metrics {
             "Rollback attempts, by outcome",
             rollbacks.clone(),
         );
+        let guard_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "guard_refusals",
+            "Rollbacks held back by the guard, by reason",
+            guard_refusals.clone(),
+        );
         Metrics {
+            guard_refusals,
             rollbacks,
             registry,
             webhooks,
@@ -164,6 +184,13 @@ impl Metrics {
     pub fn webhook(&self, outcome: WebhookOutcome, code: u16) {
         self.webhooks
             .get_or_create(&WebhookLabels { outcome, code })
+            .inc();
+    }
+
+    /// Counts one guard refusal.
+    pub fn guard_refusal(&self, reason: &'static str) {
+        self.guard_refusals
+            .get_or_create(&RefusalLabels { reason })
             .inc();
     }
 

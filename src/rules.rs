@@ -479,6 +479,9 @@ pub struct Rule {
     /// How long `rollback-after` waits for the alert to resolve; `None` for
     /// every other decision.
     pub hold: Option<Duration>,
+    /// What to do when a GitOps tool manages the workload; `None`: the
+    /// guard's default.
+    pub gitops: Option<crate::guard::GitOpsPolicy>,
 }
 
 impl Rule {
@@ -529,6 +532,8 @@ impl fmt::Display for Gate {
 pub struct Rules {
     /// The opt-in annotation.
     pub gate: Gate,
+    /// Rate limits, cooldown, namespaces, change correlation, GitOps.
+    pub guard: crate::guard::GuardConfig,
     /// The rules, in file order, files in file-name order.
     pub rules: Vec<Rule>,
 }
@@ -570,6 +575,7 @@ impl Rules {
         let parsed = parse_file(file, source)?;
         Ok(Rules {
             gate: parsed.gate.unwrap_or_default(),
+            guard: parsed.guard.unwrap_or_default(),
             rules: parsed.rules,
         })
     }
@@ -668,8 +674,22 @@ impl Rules {
             }
         }
         let gate = gate.map(|(_, g)| g.clone()).unwrap_or_default();
+        let mut guard = None;
+        for (file, source, parsed) in &files {
+            if let Some(g) = &parsed.guard {
+                if let Some((first_file, _)) = &guard {
+                    return Err(RulesError::Invalid {
+                        file: file.clone(),
+                        line: key_line(source, "guard"),
+                        reason: format!("a second guard section (the first is in {first_file}): define it in one file only"),
+                    });
+                }
+                guard = Some((file.clone(), g.clone()));
+            }
+        }
+        let guard = guard.map(|(_, g)| g).unwrap_or_default();
         let rules = files.into_iter().flat_map(|(_, _, p)| p.rules).collect();
-        Ok(Rules { gate, rules })
+        Ok(Rules { gate, guard, rules })
     }
 
     /// The rules shipped in the binary (`rules/default.yaml`).
@@ -754,6 +774,11 @@ const DURATION_UNITS: [(&str, u128); 4] =
 
 /// Parses a Prometheus-style duration: whole numbers with units `h`, `m`,
 /// `s`, `ms`, largest unit first, each at most once (`1h30m`, `500ms`).
+/// Parses a Prometheus-style duration (`30s`, `5m`, `1h30m`, `500ms`).
+pub fn parse_duration_text(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let malformed = || {
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -815,6 +840,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 struct RawFile {
     #[serde(default)]
     gate: Option<RawGate>,
+    #[serde(default)]
+    guard: Option<crate::guard::RawGuard>,
     rules: RuleList,
 }
 
@@ -843,6 +870,8 @@ struct RawRule {
     deadline: Option<DurationValue>,
     #[serde(default)]
     hold: Option<DurationValue>,
+    #[serde(default)]
+    gitops: Option<crate::guard::GitOpsPolicy>,
 }
 
 /// Implements `Deserialize` for a newtype read from a string, checked by
@@ -997,6 +1026,8 @@ const EMPTY_RULES: &str = "the rules list is empty: a rules file needs at least 
 struct ParsedFile {
     /// The gate, if the file defines one.
     gate: Option<Gate>,
+    /// The guard section, if the file has one.
+    guard: Option<crate::guard::GuardConfig>,
     rules: Vec<Rule>,
 }
 
@@ -1029,6 +1060,14 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
             value: g.value.map_or(default.value, |v| v.0),
         }
     });
+
+    let guard = match raw.guard {
+        None => None,
+        Some(g) => Some(
+            g.resolve()
+                .map_err(|reason| invalid(key_line(source, "guard"), reason))?,
+        ),
+    };
 
     let mut rules = Vec::with_capacity(raw.rules.0.len());
     let mut first_index: HashMap<String, usize> = HashMap::new();
@@ -1102,9 +1141,10 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
             decision,
             deadline,
             hold,
+            gitops: raw.gitops,
         });
     }
-    Ok(ParsedFile { gate, rules })
+    Ok(ParsedFile { gate, guard, rules })
 }
 
 /// serde_norway's message for an error in the file's shape, as
@@ -1230,6 +1270,17 @@ fn second_document_line(source: &str) -> usize {
 
 /// The line of `rules[index].field` (the rule itself when `field` is
 /// empty or absent).
+/// The line of a top-level key (`guard:`), 1 if not found.
+fn key_line(source: &str, key: &str) -> usize {
+    source
+        .lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map_or(1, |i| i + 1)
+}
+
 fn rule_line(source: &str, index: usize, field: &'static str) -> usize {
     let rule = [Step::Key("rules"), Step::Index(index)];
     let at_field = [rule[0], rule[1], Step::Key(field)];
@@ -1774,7 +1825,7 @@ minor-bug                severity="low"                                         
     fn unknown_field_is_refused_at_its_line() {
         assert_eq!(
             fixture_error("unknown-field.yaml"),
-            "tests/fixtures/rules/unknown-field.yaml:9: rule \"service-down\": unknown field `severity`, expected one of `name`, `description`, `match`, `decision`, `deadline`, `hold`"
+            "tests/fixtures/rules/unknown-field.yaml:9: rule \"service-down\": unknown field `severity`, expected one of `name`, `description`, `match`, `decision`, `deadline`, `hold`, `gitops`"
         );
     }
 
@@ -1905,7 +1956,7 @@ minor-bug                severity="low"                                         
     #[test]
     fn other_shape_errors_name_the_field_and_line() {
         let cases = [
-            ("gates: {}\n", "r.yaml:1: unknown field `gates`, expected `gate` or `rules`"),
+            ("gates: {}\n", "r.yaml:1: unknown field `gates`, expected one of `gate`, `guard`, `rules`"),
             ("- a\n", "r.yaml:1: the top level must be a mapping with a \"rules\" list"),
             ("rules: 5\n", "r.yaml:1: rules: invalid type: integer `5`, expected a list of rules"),
             ("rules:\n", "r.yaml:1: the rules list is empty: a rules file needs at least one rule"),
@@ -2086,6 +2137,32 @@ minor-bug                severity="low"                                         
                 missing.display()
             )),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn guard_section_overrides_defaults_and_bad_limits_name_their_line() {
+        let rules = Rules::parse(
+            "g.yaml",
+            "guard:\n  limits:\n    cluster: 3 per 1h, burst 1\n    namespace: off\n  deploy_margin: off\n  gitops: suspend\nrules:\n  - name: a\n    match: []\n    decision: rollback\n    deadline: 30s\n    gitops: refuse\n",
+        )
+        .unwrap();
+        let g = &rules.guard;
+        assert_eq!(g.cluster_limit.unwrap().to_string(), "3 per 1h, burst 1");
+        assert_eq!(g.namespace_limit, None);
+        assert_eq!(
+            g.workload_limit,
+            crate::guard::GuardConfig::default().workload_limit
+        );
+        assert_eq!(g.deploy_margin, None);
+        assert_eq!(g.gitops, crate::guard::GitOpsPolicy::Suspend);
+        assert_eq!(
+            rules.rules[0].gitops,
+            Some(crate::guard::GitOpsPolicy::Refuse)
+        );
+        assert_eq!(
+            fixture_error("bad-limit.yaml"),
+            "tests/fixtures/rules/bad-limit.yaml:1: guard.limits.workload: invalid limit \"1 every 10m\": expected like \"1 per 10m\" or \"5 per 1h, burst 2\""
         );
     }
 }

@@ -14,11 +14,12 @@ use tokio::sync::watch;
 
 use crate::app::AppState;
 use crate::decide::{decide, Decision, Target};
-use crate::journal::{ActionRecord, AlertOutcome, JournalError, PendingWebhook};
+use crate::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
+use crate::journal::{ActionRecord, AlertOutcome, JournalError, PendingWebhook, Source};
 use crate::metrics::{DecisionLabels, RollbackOutcome};
 use crate::parse::Alert;
 use crate::rules::DecisionKind;
-use crate::undo::{Cooldown, DryRun, RollbackReport, UndoOutcome, UndoRequest};
+use crate::undo::{Cooldown, DryRun, Prepared, RollbackReport, UndoOutcome, UndoRequest};
 use crate::watch::{follow, FollowOutcome};
 
 /// Webhooks fetched from the journal per round trip.
@@ -116,7 +117,9 @@ impl Worker {
             log_decision(webhook.id, alert.name(), &decision);
             let actions = match (decision.kind, &decision.target) {
                 (DecisionKind::Rollback, Some(target)) => {
-                    let rollback = self.rollback(alert, &decision, target, dry_run, now).await;
+                    let rollback = self
+                        .rollback(webhook.source, alert, &decision, target, dry_run, now)
+                        .await;
                     if let Some(deadline) = rollback.follow {
                         watches.push(WatchJob {
                             webhook: webhook.id,
@@ -154,6 +157,7 @@ impl Worker {
     /// Rolls the target back through the undo engine.
     async fn rollback(
         &self,
+        source: Source,
         alert: &Alert,
         decision: &Decision,
         target: &Target,
@@ -169,6 +173,26 @@ impl Worker {
                 at: now,
             }
         };
+        let guard = &self.state.guard;
+        let refused = |refusal: Refusal| {
+            self.state.metrics.guard_refusal(refusal.label());
+            match &refusal {
+                Refusal::BreakerOpen { first: true, .. } => {
+                    tracing::error!(workload = %target, reason = %refusal, "breaker open: rollbacks held back")
+                }
+                _ => {
+                    tracing::warn!(workload = %target, reason = %refusal, "rollback refused by the guard")
+                }
+            }
+            Rollback {
+                record: record(RollbackOutcome::refused, format!("{target}: {refusal}")),
+                follow: None,
+                refusal: Some(refusal),
+            }
+        };
+        if let Err(refusal) = guard.check_namespace(&target.namespace) {
+            return refused(refusal);
+        }
         let engine = match self.state.cluster.engine() {
             Ok(engine) => engine,
             Err(why) => {
@@ -180,6 +204,7 @@ impl Worker {
                         format!("not rolled back: {why}; replay this webhook once the cluster is reachable"),
                     ),
                     follow: None,
+                    refusal: None,
                 };
             }
         };
@@ -205,27 +230,106 @@ impl Worker {
             },
             cooldown: Some(Cooldown {
                 now,
-                period: COOLDOWN,
+                period: guard.config.cooldown,
             }),
         };
+        // Read and plan first: a re-sent alert stops here at the episode
+        // marker without spending any budget.
+        let mut suspended: Option<GitOpsOwner> = None;
+        let result = match engine.prepare(&request).await {
+            Ok(Prepared::Done(outcome)) => Ok(outcome),
+            Err(e) => Err(e),
+            Ok(Prepared::Ready(plan)) => {
+                let gitops = gitops_owner(&plan.workload);
+                let policy = self
+                    .state
+                    .rules
+                    .rules
+                    .iter()
+                    .find(|r| Some(r.name.as_str()) == decision.rule.as_deref())
+                    .and_then(|r| r.gitops)
+                    .unwrap_or(guard.config.gitops);
+                let check = guard
+                    .check_change(alert.starts_at, plan.current_since)
+                    .and_then(|()| match (&gitops, policy) {
+                        (Some(owner @ GitOpsOwner::ArgoCd { .. }), _)
+                        | (Some(owner), GitOpsPolicy::Refuse) => {
+                            Err(Refusal::GitOps(owner.clone()))
+                        }
+                        _ => Ok(()),
+                    })
+                    .and_then(|()| match source {
+                        // An operator's replay is a deliberate act, as a
+                        // `kubectl rollout undo` by hand would be: the
+                        // automatic budgets do not apply to it.
+                        Source::Replay => Ok(()),
+                        Source::Alertmanager => guard.take_budget(target),
+                    });
+                if let Err(refusal) = check {
+                    if request.dry_run == DryRun::None {
+                        engine
+                            .record_event(
+                                &request,
+                                "Warning",
+                                "RollbackRefused",
+                                &format!("{refusal}: {}", request.reason),
+                            )
+                            .await;
+                    }
+                    return refused(refusal);
+                }
+                if let Some(owner) = gitops {
+                    // Only Flux reaches here (policy suspend).
+                    if let Err(e) = engine.suspend_flux(&owner, request.dry_run).await {
+                        tracing::error!(workload = %target, owner = %owner, error = %e, "could not suspend GitOps reconciliation");
+                        return Rollback {
+                            record: record(
+                                RollbackOutcome::failed,
+                                format!(
+                                    "{target}: not rolled back: suspending {owner} failed: {e}"
+                                ),
+                            ),
+                            follow: None,
+                            refusal: None,
+                        };
+                    }
+                    suspended = Some(owner);
+                }
+                if let Some(owner) = &suspended {
+                    tracing::warn!(workload = %target, owner = %owner, "GitOps reconciliation suspended; Git still declares the bad revision");
+                }
+                engine.apply(&request, *plan).await
+            }
+        };
+        engine.record_outcome(&request, &result).await;
         let deadline = Duration::from_secs(decision.deadline_secs.unwrap_or(0).max(1));
-        match engine.undo(&request).await {
+        match result {
             Ok(UndoOutcome::RolledBack(r)) => {
                 tracing::info!(workload = %target, from = r.from_revision, to = r.to_revision, rule, "rolled back");
                 Rollback {
-                    record: record(RollbackOutcome::rolled_back, describe(target, &r)),
+                    record: record(
+                        RollbackOutcome::rolled_back,
+                        format!(
+                            "{}{}",
+                            describe(target, &r),
+                            suspension_note(suspended.as_ref())
+                        ),
+                    ),
                     follow: Some(deadline),
+                    refusal: None,
                 }
             }
             Ok(UndoOutcome::DryRun(r)) => Rollback {
                 record: record(
                     RollbackOutcome::dry_run,
                     format!(
-                        "dry-run (accepted by the API server): would have {}",
-                        describe(target, &r)
+                        "dry-run (accepted by the API server): would have {}{}",
+                        describe(target, &r),
+                        suspension_note(suspended.as_ref())
                     ),
                 ),
                 follow: None,
+                refusal: None,
             },
             Ok(other) => {
                 let outcome = match other {
@@ -238,6 +342,7 @@ impl Worker {
                 Rollback {
                     record: record(outcome, format!("{target}: {}", other.kubectl_message())),
                     follow: None,
+                    refusal: None,
                 }
             }
             Err(e) => {
@@ -245,6 +350,7 @@ impl Worker {
                 Rollback {
                     record: record(RollbackOutcome::failed, format!("{target}: {e}")),
                     follow: None,
+                    refusal: None,
                 }
             }
         }
@@ -311,13 +417,21 @@ struct Rollback {
     record: ActionRecord,
     /// Follow the rollout for this long (only after a real patch).
     follow: Option<Duration>,
+    /// Why the guard held it back, if it did.
+    #[allow(dead_code)]
+    refusal: Option<Refusal>,
 }
 
-/// A per-workload pause after a rollback during which rollbackd refuses
-/// another one for a different alert: a second `rollout undo` would restore
-/// the bad revision (the toggle hazard). 10 minutes covers a slow rollout
-/// plus Alertmanager's usual group_interval and repeat cycles.
-pub const COOLDOWN: Duration = Duration::from_secs(600);
+/// What on-call must know after a rollback under a suspended GitOps tool.
+fn suspension_note(owner: Option<&GitOpsOwner>) -> String {
+    match owner {
+        None => String::new(),
+        Some(owner) => format!(
+            "; {owner} suspended: Git still declares the bad revision; revert it in Git, then resume with `{}`",
+            owner.resume_hint().unwrap_or_default()
+        ),
+    }
+}
 
 fn describe(target: &Target, r: &RollbackReport) -> String {
     format!(

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::plan::{self, PlanError, Revision, Safety, EPISODE, REVISION};
 use crate::decide::WorkloadKind;
+use crate::guard::GitOpsOwner;
 
 /// The field manager rollbackd writes as (shown in `managedFields`).
 pub const FIELD_MANAGER: &str = "rollbackd";
@@ -132,6 +133,37 @@ impl UndoOutcome {
     }
 }
 
+/// The result of [`UndoEngine::prepare`].
+#[derive(Debug)]
+pub enum Prepared {
+    /// A patch to send.
+    Ready(Box<Plan>),
+    /// Nothing to send: already rolled back, skipped, client dry-run...
+    Done(UndoOutcome),
+}
+
+/// A planned rollback: what was read and the patch that would restore it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The workload as read (labels and annotations for the guard).
+    pub workload: Value,
+    /// From/to revisions and images.
+    pub report: RollbackReport,
+    /// When the live revision's holder was created (change correlation).
+    pub current_since: Option<jiff::Timestamp>,
+    /// The patch.
+    pub patch: PlannedPatch,
+}
+
+/// The one write of an undo.
+#[derive(Debug, Clone)]
+pub enum PlannedPatch {
+    /// RFC 6902, for Deployments.
+    Json(Value),
+    /// Strategic merge, for StatefulSets and DaemonSets.
+    Strategic(Value),
+}
+
 /// Why an undo failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {
@@ -215,7 +247,18 @@ impl UndoEngine {
     /// Performs the undo and records a Kubernetes Event for what happened
     /// (`RolledBack`, or the refusal), unless it is a dry-run.
     pub async fn undo(&self, req: &UndoRequest) -> Result<UndoOutcome, UndoError> {
-        let result = self.undo_inner(req).await;
+        let result = match self.prepare(req).await {
+            Ok(Prepared::Ready(plan)) => self.apply(req, *plan).await,
+            Ok(Prepared::Done(outcome)) => Ok(outcome),
+            Err(e) => Err(e),
+        };
+        self.record_outcome(req, &result).await;
+        result
+    }
+
+    /// Records the Kubernetes Event for an undo's result (none for a
+    /// dry-run).
+    pub async fn record_outcome(&self, req: &UndoRequest, result: &Result<UndoOutcome, UndoError>) {
         if req.dry_run == DryRun::None {
             let (type_, reason, message) = match &result {
                 Ok(UndoOutcome::RolledBack(r)) => (
@@ -226,43 +269,44 @@ impl UndoEngine {
                         r.from_revision, r.to_revision, req.reason
                     ),
                 ),
-                Ok(UndoOutcome::DryRun(_)) => return result,
+                Ok(UndoOutcome::DryRun(_)) => return,
                 Ok(refused) => (
                     "Warning",
                     "RollbackSkipped",
                     format!("{}: {}", refused.kubectl_message(), req.reason),
                 ),
                 // Nothing to attach an Event to, or no API to attach it with.
-                Err(UndoError::NotFound { .. } | UndoError::Api(_)) => return result,
+                Err(UndoError::NotFound { .. } | UndoError::Api(_)) => return,
                 Err(e) => ("Warning", "RollbackFailed", format!("{e}: {}", req.reason)),
             };
             self.record_event(req, type_, reason, &message).await;
         }
-        result
     }
 
-    async fn undo_inner(&self, req: &UndoRequest) -> Result<UndoOutcome, UndoError> {
+    /// Reads the workload and its history and plans the patch, without
+    /// writing: the marker, cooldown, revision choice, paused and
+    /// already-matching checks all happen here.
+    pub async fn prepare(&self, req: &UndoRequest) -> Result<Prepared, UndoError> {
         let workload = self
             .get_workload(req.kind, &req.namespace, &req.name)
             .await?;
         if let Some(marker) = marker_of(&workload) {
             let marked = Marker::parse(&marker);
             if req.episode.is_some() && marked.episode == req.episode.as_deref() {
-                return Ok(UndoOutcome::AlreadyRolledBack { marker });
+                return Ok(Prepared::Done(UndoOutcome::AlreadyRolledBack { marker }));
             }
             if let (Some(cooldown), Some(at)) = (req.cooldown, marked.at) {
                 let age = cooldown.now.duration_since(at);
                 if age >= jiff::SignedDuration::ZERO && age.unsigned_abs() < cooldown.period {
-                    return Ok(UndoOutcome::CoolingDown { marker });
+                    return Ok(Prepared::Done(UndoOutcome::CoolingDown { marker }));
                 }
             }
         }
         let history = self.history_of(req.kind, &workload).await?;
         match req.kind {
-            WorkloadKind::Deployment => self.undo_deployment(req, &workload, &history).await,
+            WorkloadKind::Deployment => self.prepare_deployment(req, workload, &history),
             WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
-                self.undo_with_controller_revisions(req, &workload, &history)
-                    .await
+                self.prepare_with_controller_revisions(req, workload, &history)
             }
         }
     }
@@ -278,31 +322,32 @@ impl UndoEngine {
         self.history_of(kind, &workload).await
     }
 
-    async fn undo_deployment(
+    fn prepare_deployment(
         &self,
         req: &UndoRequest,
-        deployment: &Value,
+        deployment: Value,
         history: &[Revision],
-    ) -> Result<UndoOutcome, UndoError> {
+    ) -> Result<Prepared, UndoError> {
         let target = plan::choose_deployment_revision(&req.name, history, req.to_revision)?;
         let live_template = &deployment["spec"]["template"];
+        let from_revision = current_revision(WorkloadKind::Deployment, &deployment, history);
         let report = RollbackReport {
-            from_revision: current_revision(WorkloadKind::Deployment, deployment, history),
+            from_revision,
             to_revision: target.number,
             from_images: images(live_template),
             to_images: images(&target.content),
             generation: None,
         };
         if req.dry_run == DryRun::Client {
-            return Ok(UndoOutcome::DryRun(report));
+            return Ok(Prepared::Done(UndoOutcome::DryRun(report)));
         }
         if deployment["spec"]["paused"] == Value::Bool(true) {
             return Err(PlanError::Paused.into());
         }
         if plan::equal_ignore_hash(&target.content, live_template) {
-            return Ok(UndoOutcome::Skipped {
+            return Ok(Prepared::Done(UndoOutcome::Skipped {
                 revision: target.number,
-            });
+            }));
         }
         let annotations = plan::rollback_annotations(
             deployment["metadata"]["annotations"]
@@ -310,64 +355,78 @@ impl UndoEngine {
                 .unwrap_or(&serde_json::Map::new()),
             &target.annotations,
         );
-        let safety = self.safety(req, deployment, &report);
+        let safety = self.safety(req, &deployment, &report);
         let patch = plan::deployment_patch(&target.content, annotations, &safety);
-        let patch: json_patch::Patch = serde_json::from_value(patch)
-            .map_err(|e| UndoError::Api(format!("building the patch: {e}")))?;
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &req.namespace);
-        let result = api
-            .patch(
-                &req.name,
-                &patch_params(req.dry_run),
-                &Patch::Json::<()>(patch),
-            )
-            .await;
-        let read_rv = deployment["metadata"]["resourceVersion"].as_str();
-        self.finish(req, read_rv, report, result.map(|d| d.metadata.generation))
-            .await
+        Ok(Prepared::Ready(Box::new(Plan {
+            current_since: revision_created(history, from_revision),
+            workload: deployment,
+            report,
+            patch: PlannedPatch::Json(patch),
+        })))
     }
 
-    async fn undo_with_controller_revisions(
+    fn prepare_with_controller_revisions(
         &self,
         req: &UndoRequest,
-        workload: &Value,
+        workload: Value,
         history: &[Revision],
-    ) -> Result<UndoOutcome, UndoError> {
+    ) -> Result<Prepared, UndoError> {
         let target = plan::choose_controller_revision(history, req.to_revision)?;
+        let from_revision = current_revision(req.kind, &workload, history);
         let report = RollbackReport {
-            from_revision: current_revision(req.kind, workload, history),
+            from_revision,
             to_revision: target.number,
             from_images: images(&workload["spec"]["template"]),
             to_images: images(&target.content["spec"]["template"]),
             generation: None,
         };
         if req.dry_run == DryRun::Client {
-            return Ok(UndoOutcome::DryRun(report));
+            return Ok(Prepared::Done(UndoOutcome::DryRun(report)));
         }
-        if plan::controller_revision_matches(workload, &target.content) {
-            return Ok(UndoOutcome::Skipped {
+        if plan::controller_revision_matches(&workload, &target.content) {
+            return Ok(Prepared::Done(UndoOutcome::Skipped {
                 revision: target.number,
-            });
+            }));
         }
-        let safety = self.safety(req, workload, &report);
-        let patch = Patch::Strategic(plan::controller_revision_patch(&target.content, &safety));
+        let safety = self.safety(req, &workload, &report);
+        let patch = plan::controller_revision_patch(&target.content, &safety);
+        Ok(Prepared::Ready(Box::new(Plan {
+            current_since: revision_created(history, from_revision),
+            workload,
+            report,
+            patch: PlannedPatch::Strategic(patch),
+        })))
+    }
+
+    /// Sends a prepared patch (the only write of an undo).
+    pub async fn apply(&self, req: &UndoRequest, plan: Plan) -> Result<UndoOutcome, UndoError> {
         let params = patch_params(req.dry_run);
-        let generation = match req.kind {
-            WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &req.namespace);
-                api.patch(&req.name, &params, &patch)
+        let ns = &req.namespace;
+        let generation = match (&plan.patch, req.kind) {
+            (PlannedPatch::Json(patch), _) => {
+                let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| UndoError::Api(format!("building the patch: {e}")))?;
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                api.patch(&req.name, &params, &Patch::Json::<()>(patch))
                     .await
                     .map(|o| o.metadata.generation)
             }
-            _ => {
-                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &req.namespace);
-                api.patch(&req.name, &params, &patch)
+            (PlannedPatch::Strategic(patch), WorkloadKind::StatefulSet) => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                api.patch(&req.name, &params, &Patch::Strategic(patch))
+                    .await
+                    .map(|o| o.metadata.generation)
+            }
+            (PlannedPatch::Strategic(patch), _) => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
+                api.patch(&req.name, &params, &Patch::Strategic(patch))
                     .await
                     .map(|o| o.metadata.generation)
             }
         };
-        let read_rv = workload["metadata"]["resourceVersion"].as_str();
-        self.finish(req, read_rv, report, generation).await
+        let read_rv = plan.workload["metadata"]["resourceVersion"].as_str();
+        self.finish(req, read_rv, plan.report.clone(), generation)
+            .await
     }
 
     fn safety(&self, req: &UndoRequest, workload: &Value, report: &RollbackReport) -> Safety {
@@ -436,6 +495,48 @@ impl UndoEngine {
                 message: api_message(&e),
             }),
         }
+    }
+
+    /// Suspends a Flux Kustomization or HelmRelease (`spec.suspend: true`,
+    /// merge patch, as `flux suspend` does) so it does not revert the
+    /// rollback; dry-run asks the API server only.
+    pub async fn suspend_flux(
+        &self,
+        owner: &GitOpsOwner,
+        dry_run: DryRun,
+    ) -> Result<(), UndoError> {
+        let (group, version, kind, plural, namespace, name) = match owner {
+            GitOpsOwner::FluxKustomization { namespace, name } => (
+                "kustomize.toolkit.fluxcd.io",
+                "v1",
+                "Kustomization",
+                "kustomizations",
+                namespace,
+                name,
+            ),
+            GitOpsOwner::FluxHelmRelease { namespace, name } => (
+                "helm.toolkit.fluxcd.io",
+                "v2",
+                "HelmRelease",
+                "helmreleases",
+                namespace,
+                name,
+            ),
+            GitOpsOwner::ArgoCd { .. } => {
+                return Err(UndoError::Api(format!(
+                    "{owner} cannot be suspended by rollbackd"
+                )))
+            }
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let patch = serde_json::json!({"spec": {"suspend": true}});
+        api.patch(name, &patch_params(dry_run), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| UndoError::Api(api_message(&e)))
     }
 
     /// Records a Kubernetes Event on the workload; a failure is logged, not
@@ -590,6 +691,15 @@ pub fn marker_of(workload: &Value) -> Option<String> {
     workload["metadata"]["annotations"][EPISODE]
         .as_str()
         .map(String::from)
+}
+
+/// When the holder of `revision` was created.
+fn revision_created(history: &[Revision], revision: i64) -> Option<jiff::Timestamp> {
+    history
+        .iter()
+        .find(|r| r.number == revision)
+        .and_then(|r| r.created.as_deref())
+        .and_then(|t| t.parse().ok())
 }
 
 /// The live revision: the Deployment's revision annotation, else the

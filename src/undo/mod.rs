@@ -11,5 +11,6 @@ pub mod engine;
 pub mod plan;
 
 pub use engine::{
-    Cooldown, DryRun, Marker, RollbackReport, UndoEngine, UndoError, UndoOutcome, UndoRequest,
+    Cooldown, DryRun, Marker, Plan, PlannedPatch, Prepared, RollbackReport, UndoEngine, UndoError,
+    UndoOutcome, UndoRequest,
 };

@@ -62,6 +62,9 @@ pub struct Revision {
     pub content: Value,
     /// The holder's annotations.
     pub annotations: Map<String, Value>,
+    /// When the holder was created (for a reused ReplicaSet: its first
+    /// rollout, not its latest).
+    pub created: Option<String>,
 }
 
 /// Whether `object` has a controller ownerReference to `owner_uid`
@@ -102,6 +105,9 @@ pub fn deployment_history(deployment_uid: &str, replica_sets: &[Value]) -> Vec<R
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
+                created: rs["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .map(String::from),
             })
         })
         .collect();
@@ -126,6 +132,9 @@ pub fn controller_revision_history(owner_uid: &str, revisions: &[Value]) -> Vec<
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
+                created: cr["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .map(String::from),
             })
         })
         .collect();
@@ -336,6 +345,7 @@ mod tests {
             name: format!("rs-{number}"),
             content: json!({}),
             annotations: Map::new(),
+            created: None,
         }
     }
 
