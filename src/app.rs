@@ -11,6 +11,7 @@ use crate::config::{RulesSource, Settings};
 use crate::guard::Guard;
 use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
 use crate::metrics::Metrics;
+use crate::report::Reporter;
 use crate::rules::{Rules, RulesError};
 use crate::undo::UndoEngine;
 use crate::worker::Worker;
@@ -90,6 +91,8 @@ pub struct AppState {
     pub guard: Arc<Guard>,
     /// The Kubernetes API, through the undo engine.
     pub cluster: Cluster,
+    /// Reports incidents to Slack through the journal's outbox.
+    pub reporter: Reporter,
 }
 
 impl AppState {
@@ -139,6 +142,7 @@ impl AppState {
         let observed = metrics.clone();
         let observer: CommitObserver = Arc::new(move |took, n| observed.journal_commit(took, n));
         let journal = Journal::open(&settings.journal, journal_options, Some(observer))?;
+        let reporter = Reporter::new(settings.slack.clone(), journal.clone(), clock.clone());
         let guard = Arc::new(Guard::new(rules.guard.clone(), clock.clone()));
         Ok(AppState {
             settings: Arc::new(settings),
@@ -149,6 +153,7 @@ impl AppState {
             work_ready: Arc::new(Notify::new()),
             guard,
             cluster,
+            reporter,
         })
     }
 }
@@ -160,6 +165,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     worker: Option<JoinHandle<()>>,
+    reporter: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -183,6 +189,10 @@ impl Server {
             let stop = shutdown.subscribe();
             Some(tokio::spawn(worker.run(stop)))
         };
+        // Like the worker, Slack delivery is for the replica that processes:
+        // a standby delivering the same outbox would post twice.
+        let reporter = (!state.settings.intake_only)
+            .then(|| tokio::spawn(state.reporter.clone().run(shutdown.subscribe())));
         let router = crate::api::router(state);
         let http = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -197,6 +207,7 @@ impl Server {
             shutdown,
             http,
             worker,
+            reporter,
         })
     }
 
@@ -207,6 +218,9 @@ impl Server {
         let _ = self.http.await;
         if let Some(worker) = self.worker {
             let _ = worker.await;
+        }
+        if let Some(reporter) = self.reporter {
+            let _ = reporter.await;
         }
     }
 }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::report::{SlackConfig, DEFAULT_SLACK_API_URL};
+
 /// A credential. Its `Debug` prints `<secret>`; it has no `Display`, so it
 /// cannot end up in a log line or an error message by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,6 +82,28 @@ pub enum ConfigError {
          ROLLBACKD_WEBHOOK_USER + ROLLBACKD_WEBHOOK_PASSWORD[_FILE], or pass --insecure-no-auth"
     )]
     NoAuth,
+    /// Both Slack transports configured.
+    #[error(
+        "both a Slack webhook URL and a Slack bot token are configured; give one \
+         (ROLLBACKD_SLACK_WEBHOOK_URL[_FILE] or ROLLBACKD_SLACK_BOT_TOKEN[_FILE])"
+    )]
+    SlackBothTransports,
+    /// A bot token without a channel to post to.
+    #[error("a Slack bot token needs a channel: set ROLLBACKD_SLACK_CHANNEL")]
+    SlackChannelMissing,
+    /// A channel without a bot token (an incoming webhook has its own).
+    #[error(
+        "ROLLBACKD_SLACK_CHANNEL is set without a Slack bot token; an incoming \
+         webhook posts to the channel it was created for"
+    )]
+    SlackChannelWithoutToken,
+    /// A Slack URL that is not an http(s) URL (the value is not repeated:
+    /// a webhook URL is a secret).
+    #[error("the {what} is not an http(s) URL")]
+    SlackUrl {
+        /// `Slack webhook URL` or `Slack API URL`.
+        what: &'static str,
+    },
 }
 
 /// `rollbackd serve` options. Every one is also an environment variable and
@@ -133,6 +157,26 @@ pub struct ServeArgs {
     /// mode: the work waits in the journal for a replica that processes).
     #[arg(long, env = "ROLLBACKD_INTAKE_ONLY", num_args = 0..=1, default_missing_value = "true")]
     pub intake_only: Option<bool>,
+    /// Slack incoming webhook URL (prefer the _FILE form: the URL is the
+    /// credential).
+    #[arg(long, env = "ROLLBACKD_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
+    /// File holding the Slack incoming webhook URL.
+    #[arg(long, env = "ROLLBACKD_SLACK_WEBHOOK_URL_FILE")]
+    pub slack_webhook_url_file: Option<PathBuf>,
+    /// Slack bot token, `xoxb-...` (prefer the _FILE form).
+    #[arg(long, env = "ROLLBACKD_SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<String>,
+    /// File holding the Slack bot token.
+    #[arg(long, env = "ROLLBACKD_SLACK_BOT_TOKEN_FILE")]
+    pub slack_bot_token_file: Option<PathBuf>,
+    /// Channel the bot posts to (name or ID); the alert annotation
+    /// `slack_channel` overrides it.
+    #[arg(long, env = "ROLLBACKD_SLACK_CHANNEL")]
+    pub slack_channel: Option<String>,
+    /// Slack Web API base URL [default: https://slack.com/api].
+    #[arg(long, env = "ROLLBACKD_SLACK_API_URL")]
+    pub slack_api_url: Option<String>,
 }
 
 /// The config file's keys (same names as the flags, with underscores).
@@ -153,6 +197,12 @@ struct FileConfig {
     operator_token_file: Option<PathBuf>,
     insecure_no_auth: Option<bool>,
     intake_only: Option<bool>,
+    slack_webhook_url: Option<String>,
+    slack_webhook_url_file: Option<PathBuf>,
+    slack_bot_token: Option<String>,
+    slack_bot_token_file: Option<PathBuf>,
+    slack_channel: Option<String>,
+    slack_api_url: Option<String>,
 }
 
 /// Where the rules come from.
@@ -201,6 +251,8 @@ pub struct Settings {
     pub insecure_no_auth: bool,
     /// Journal only; do not process.
     pub intake_only: bool,
+    /// Where reports go.
+    pub slack: SlackConfig,
 }
 
 /// Default listen address: all interfaces, port 9095 (next to
@@ -218,6 +270,7 @@ impl Settings {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
+        let slack = slack_config(args, &file)?;
         let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
         let rules = match args.rules.clone().or(file.rules) {
             Some(dir) => RulesSource::Dir(dir),
@@ -273,7 +326,59 @@ impl Settings {
             operator_token,
             insecure_no_auth,
             intake_only: args.intake_only.or(file.intake_only).unwrap_or(false),
+            slack,
         })
+    }
+}
+
+/// The Slack transport: an incoming webhook or a bot token with a channel,
+/// never both.
+fn slack_config(args: &ServeArgs, file: &FileConfig) -> Result<SlackConfig, ConfigError> {
+    let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
+    let webhook_url = secret(
+        "Slack webhook URL",
+        args.slack_webhook_url
+            .clone()
+            .or_else(|| file.slack_webhook_url.clone()),
+        pick(&args.slack_webhook_url_file, &file.slack_webhook_url_file),
+    )?;
+    let bot_token = secret(
+        "Slack bot token",
+        args.slack_bot_token
+            .clone()
+            .or_else(|| file.slack_bot_token.clone()),
+        pick(&args.slack_bot_token_file, &file.slack_bot_token_file),
+    )?;
+    let channel = args
+        .slack_channel
+        .clone()
+        .or_else(|| file.slack_channel.clone())
+        .filter(|c| !c.trim().is_empty());
+    let api_url = args
+        .slack_api_url
+        .clone()
+        .or_else(|| file.slack_api_url.clone())
+        .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
+    let is_http_url =
+        |url: &str| reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    match (webhook_url, bot_token, channel) {
+        (Some(_), Some(_), _) => Err(ConfigError::SlackBothTransports),
+        (Some(_), None, Some(_)) => Err(ConfigError::SlackChannelWithoutToken),
+        (Some(url), None, None) if !is_http_url(url.expose()) => Err(ConfigError::SlackUrl {
+            what: "Slack webhook URL",
+        }),
+        (Some(url), None, None) => Ok(SlackConfig::Webhook { url }),
+        (None, Some(_), None) => Err(ConfigError::SlackChannelMissing),
+        (None, Some(_), Some(_)) if !is_http_url(&api_url) => Err(ConfigError::SlackUrl {
+            what: "Slack API URL",
+        }),
+        (None, Some(token), Some(channel)) => Ok(SlackConfig::Bot {
+            token,
+            channel,
+            api_url,
+        }),
+        (None, None, Some(_)) => Err(ConfigError::SlackChannelWithoutToken),
+        (None, None, None) => Ok(SlackConfig::Disabled),
     }
 }
 
@@ -401,6 +506,103 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "cannot read webhook token from /nonexistent/token: entity not found"
+        );
+    }
+
+    #[test]
+    fn slack_is_a_webhook_or_a_bot_with_a_channel_never_both() {
+        let base = ServeArgs {
+            insecure_no_auth: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&base).unwrap().slack,
+            SlackConfig::Disabled
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let url_file = dir.path().join("slack-url");
+        std::fs::write(&url_file, "https://hooks.slack.com/services/T0/B0/XyZ\n").unwrap();
+        let s = Settings::resolve(&ServeArgs {
+            slack_webhook_url_file: Some(url_file.clone()),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            s.slack,
+            SlackConfig::Webhook {
+                url: Secret::new("https://hooks.slack.com/services/T0/B0/XyZ")
+            }
+        );
+        assert!(!format!("{s:?}").contains("XyZ"));
+
+        let token_file = dir.path().join("slack-token");
+        std::fs::write(&token_file, "xoxb-1-2\n").unwrap();
+        let config = dir.path().join("c.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "slack_bot_token_file: {}\nslack_channel: '#rollbacks'\n",
+                token_file.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(&ServeArgs {
+            config: Some(config.clone()),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            s.slack,
+            SlackConfig::Bot {
+                token: Secret::new("xoxb-1-2"),
+                channel: "#rollbacks".into(),
+                api_url: "https://slack.com/api".into(),
+            }
+        );
+        let s = Settings::resolve(&ServeArgs {
+            config: Some(config.clone()),
+            slack_channel: Some("C0123".into()),
+            slack_api_url: Some("http://127.0.0.1:1/api".into()),
+            ..base.clone()
+        })
+        .unwrap();
+        assert!(matches!(
+            s.slack,
+            SlackConfig::Bot { ref channel, ref api_url, .. }
+                if channel == "C0123" && api_url == "http://127.0.0.1:1/api"
+        ));
+
+        let err = |args: ServeArgs| Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err(ServeArgs {
+            config: Some(config),
+            slack_webhook_url_file: Some(url_file),
+            ..base.clone()
+        })
+        .starts_with("both a Slack webhook URL and a Slack bot token are configured"));
+        assert_eq!(
+            err(ServeArgs {
+                slack_bot_token: Some("xoxb-1-2".into()),
+                ..base.clone()
+            }),
+            "a Slack bot token needs a channel: set ROLLBACKD_SLACK_CHANNEL"
+        );
+        assert!(err(ServeArgs {
+            slack_channel: Some("#x".into()),
+            ..base.clone()
+        })
+        .starts_with("ROLLBACKD_SLACK_CHANNEL is set without a Slack bot token"));
+        let bad = err(ServeArgs {
+            slack_webhook_url: Some("hooks.slack.com/services/T0/B0/XyZ".into()),
+            ..base.clone()
+        });
+        assert_eq!(bad, "the Slack webhook URL is not an http(s) URL");
+        assert_eq!(
+            err(ServeArgs {
+                slack_webhook_url: Some("x".into()),
+                slack_webhook_url_file: Some("/nonexistent".into()),
+                ..base
+            }),
+            "Slack webhook URL is given both as a value and as a file; give one"
         );
     }
 }

@@ -22,6 +22,7 @@
 //! - [`undo`]: `kubectl rollout undo` through kube-rs: one patch with a
 //!   resourceVersion test and the alert episode's marker.
 //! - [`watch`]: follows the rollout as `kubectl rollout status` does.
+//! - [`report`]: tells Slack each step, one message per alert episode (outbox).
 //! - [`replay`]: re-runs a journaled webhook on an operator's request.
 //! - [`api`]: the router, the operator endpoints, errors as HTTP responses.
 //!
@@ -36,6 +37,7 @@ pub mod guard;
 pub mod journal;
 pub mod parse;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod undo;
 pub mod watch;
