@@ -330,7 +330,12 @@ impl std::fmt::Display for Refusal {
                 "held back: the namespace's rollback budget ({limit}) is spent; next allowed in {}s",
                 secs(retry_in)
             ),
-            Refusal::BreakerOpen { limit, retry_in, .. } => write!(
+            Refusal::BreakerOpen { limit, retry_in, first: true } => write!(
+                f,
+                "held back: the breaker just opened: the cluster-wide rollback budget ({limit}) is spent, so every further rollback is held back until it refills (in {}s)",
+                secs(retry_in)
+            ),
+            Refusal::BreakerOpen { limit, retry_in, first: false } => write!(
                 f,
                 "held back: breaker open, the cluster-wide rollback budget ({limit}) is spent; it closes in {}s",
                 secs(retry_in)
@@ -507,20 +512,33 @@ impl Guard {
         Ok(())
     }
 
-    /// Spends one rollback of each budget, workload first, or says which
-    /// is spent.
+    /// Spends one rollback of each budget, or says which is spent.
+    ///
+    /// Cluster first, then namespace, then workload: governor cannot look
+    /// without spending, so a rollback refused by a later budget has spent
+    /// a cell of the earlier ones. In this order the loss only ever makes
+    /// rollbackd roll back less, and a storm that opens the breaker spends
+    /// nothing of the workload and namespace budgets.
     pub fn take_budget(&self, target: &Target) -> Result<(), Refusal> {
         let now = self.clock.now();
         let wait = |not_until: governor::NotUntil<Nanos>| -> Duration {
             let earliest = not_until.earliest_possible();
             Duration::from_nanos(earliest.duration_since(now).as_u64())
         };
-        if let (Some(l), Some(limit)) = (&self.workload, self.config.workload_limit) {
-            l.check_key(&target.to_string())
-                .map_err(|n| Refusal::WorkloadLimit {
-                    limit,
-                    retry_in: wait(n),
-                })?;
+        {
+            let mut open = self.breaker_open.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(l), Some(limit)) = (&self.cluster, self.config.cluster_limit) {
+                if let Err(n) = l.check() {
+                    let first = !*open;
+                    *open = true;
+                    return Err(Refusal::BreakerOpen {
+                        limit,
+                        retry_in: wait(n),
+                        first,
+                    });
+                }
+            }
+            *open = false;
         }
         if let (Some(l), Some(limit)) = (&self.namespace, self.config.namespace_limit) {
             l.check_key(&target.namespace)
@@ -529,19 +547,13 @@ impl Guard {
                     retry_in: wait(n),
                 })?;
         }
-        let mut open = self.breaker_open.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some(l), Some(limit)) = (&self.cluster, self.config.cluster_limit) {
-            if let Err(n) = l.check() {
-                let first = !*open;
-                *open = true;
-                return Err(Refusal::BreakerOpen {
+        if let (Some(l), Some(limit)) = (&self.workload, self.config.workload_limit) {
+            l.check_key(&target.to_string())
+                .map_err(|n| Refusal::WorkloadLimit {
                     limit,
                     retry_in: wait(n),
-                    first,
-                });
-            }
+                })?;
         }
-        *open = false;
         Ok(())
     }
 
@@ -690,13 +702,12 @@ mod tests {
     #[test]
     fn keyed_limiter_memory_stays_bounded_under_a_storm() {
         let c = clock();
-        let g = Guard::new(
-            GuardConfig {
-                cluster_limit: None,
-                ..Default::default()
-            },
-            c.clone(),
-        );
+        let config = GuardConfig {
+            cluster_limit: None,
+            namespace_limit: Some(Limit::parse("5000 per 10m").unwrap()),
+            ..Default::default()
+        };
+        let g = Guard::new(config, c.clone());
         for i in 0..5000 {
             let _ = g.take_budget(&target(&format!("ns{}", i % 50), &format!("w{i}")));
         }

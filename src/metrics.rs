@@ -111,6 +111,8 @@ pub struct Metrics {
     pub rollbacks: Family<RollbackLabels, Counter>,
     /// Guard refusals by reason.
     pub guard_refusals: Family<RefusalLabels, Counter>,
+    /// Times the cluster-wide breaker opened.
+    pub breaker_opened: Counter,
 }
 
 /// Labels of `rollbackd_guard_refusals_total`.
@@ -168,7 +170,14 @@ impl Metrics {
             "Rollbacks held back by the guard, by reason",
             guard_refusals.clone(),
         );
+        let breaker_opened = Counter::default();
+        registry.register(
+            "breaker_openings",
+            "Times the cluster-wide rollback budget ran out and the breaker opened",
+            breaker_opened.clone(),
+        );
         Metrics {
+            breaker_opened,
             guard_refusals,
             rollbacks,
             registry,

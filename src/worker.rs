@@ -15,9 +15,12 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::decide::{decide, Decision, Target};
 use crate::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
-use crate::journal::{ActionRecord, AlertOutcome, JournalError, PendingWebhook, Source};
+use crate::journal::{
+    ActionRecord, AlertOutcome, HoldStart, JournalError, NewHold, PendingWebhook, Source,
+};
 use crate::metrics::{DecisionLabels, RollbackOutcome};
-use crate::parse::Alert;
+use crate::parse::{Alert, AlertStatus};
+use crate::report::{Incident, Stage};
 use crate::rules::DecisionKind;
 use crate::undo::{Cooldown, DryRun, Prepared, RollbackReport, UndoOutcome, UndoRequest};
 use crate::watch::{follow, FollowOutcome};
@@ -47,9 +50,16 @@ impl Worker {
             }
             match self.drain(&stop).await {
                 Ok(0) => {
+                    // Idle until new work, or until the next hold is due.
+                    let next_hold = self.state.journal.next_hold_due().await.ok().flatten();
+                    let until_hold = next_hold.map(|due| {
+                        let wait = due.duration_since(self.state.clock.now());
+                        Duration::try_from(wait).unwrap_or(Duration::ZERO)
+                    });
                     tokio::select! {
                         _ = self.state.work_ready.notified() => {}
                         _ = stop.changed() => {}
+                        _ = sleep_or_forever(until_hold) => {}
                     }
                 }
                 Ok(_) => {}
@@ -79,7 +89,7 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let (outcomes, follow) = self.process(&webhook, self.state.clock.now()).await;
+            let (outcomes, follow) = self.process(&webhook, self.state.clock.now()).await?;
             watches.extend(follow);
             completions.push(self.state.journal.complete(webhook, outcomes));
         }
@@ -91,7 +101,165 @@ impl Worker {
         for watch in watches {
             self.spawn_watch(watch);
         }
-        Ok(done)
+        let holds = self.act_on_due_holds(stop).await?;
+        if done + holds > 0 {
+            // Keeps the keyed limiters' memory bounded in a storm.
+            self.state.guard.forget_idle();
+        }
+        Ok(done + holds)
+    }
+
+    /// Rolls back for every hold whose time has come (its alert did not
+    /// resolve meanwhile), through the same guard as an immediate rollback.
+    async fn act_on_due_holds(&self, stop: &watch::Receiver<bool>) -> Result<usize, JournalError> {
+        let now = self.state.clock.now();
+        let due = self.state.journal.holds_due(now).await?;
+        let count = due.len();
+        for hold in due {
+            if *stop.borrow() {
+                break;
+            }
+            let Some((_, notification)) = self.state.journal.webhook(hold.webhook_id).await? else {
+                self.state.journal.hold_finish(hold.id, "lost", now).await?;
+                continue;
+            };
+            let (Some(alert), Some(target)) = (
+                notification.alerts.get(hold.index),
+                hold.decision.target.clone(),
+            ) else {
+                self.state.journal.hold_finish(hold.id, "lost", now).await?;
+                continue;
+            };
+            let dry_run = hold.dry_run || self.state.settings.dry_run;
+            tracing::info!(workload = %target, episode = %hold.episode, "hold ended with the alert still firing: rolling back");
+            let rollback = self
+                .rollback(
+                    Source::Alertmanager,
+                    alert,
+                    &hold.decision,
+                    &target,
+                    dry_run,
+                    now,
+                )
+                .await;
+            let mut record = rollback.record;
+            record.detail = format!("hold ended, alert still firing: {}", record.detail);
+            let incident = stage_of(std::slice::from_ref(&record)).map(|stage| {
+                let mut incident = Incident::new(
+                    &notification.external_url,
+                    alert,
+                    &hold.decision,
+                    stage,
+                    record.detail.clone(),
+                );
+                if let Some(r) = &rollback.report {
+                    fill(&mut incident, r, rollback.note.clone());
+                }
+                incident
+            });
+            self.state
+                .journal
+                .append_action(hold.webhook_id, hold.index, record)
+                .await?;
+            self.state.journal.hold_finish(hold.id, "done", now).await?;
+            if let Some(incident) = &incident {
+                self.tell(incident).await;
+            }
+            if let Some(deadline) = rollback.follow {
+                self.spawn_watch(WatchJob {
+                    webhook: hold.webhook_id,
+                    index: hold.index,
+                    target,
+                    deadline,
+                    incident,
+                });
+            }
+        }
+        Ok(count)
+    }
+
+    /// Queues a Slack report; a failure is logged, never in the way of a
+    /// rollback.
+    async fn tell(&self, incident: &Incident) {
+        if let Err(e) = self.state.reporter.report(incident).await {
+            tracing::error!(error = %e, incident = %incident.key, "could not queue the Slack report");
+        }
+    }
+
+    /// Starts holding a `rollback-after` alert (or notes the hold a re-sent
+    /// alert already has).
+    async fn start_hold(
+        &self,
+        webhook: &PendingWebhook,
+        index: usize,
+        alert: &Alert,
+        decision: &Decision,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<ActionRecord, JournalError> {
+        let due_at = decision.hold_until.unwrap_or(now);
+        let start = self
+            .state
+            .journal
+            .hold_start(NewHold {
+                episode: alert.episode_key(),
+                webhook_id: webhook.id,
+                index,
+                due_at,
+                decision: decision.clone(),
+                dry_run,
+                now,
+            })
+            .await?;
+        let target = decision
+            .target
+            .as_ref()
+            .map_or(String::new(), ToString::to_string);
+        let (outcome, detail) = match start {
+            HoldStart::Started => (
+                "waiting",
+                format!(
+                    "holding until {due_at}: {target} is rolled back then if the alert still fires"
+                ),
+            ),
+            HoldStart::Exists { state, due_at } => (
+                "waiting",
+                format!("this alert's hold (until {due_at}) is already {state}"),
+            ),
+        };
+        Ok(ActionRecord {
+            action: "hold".into(),
+            outcome: outcome.into(),
+            detail,
+            at: now,
+        })
+    }
+
+    /// A resolved alert cancels its episode's hold, if one waits.
+    async fn cancel_hold(
+        &self,
+        alert: &Alert,
+        now: Timestamp,
+    ) -> Result<Option<(ActionRecord, Decision)>, JournalError> {
+        let Some(hold) = self
+            .state
+            .journal
+            .hold_cancel(alert.episode_key(), now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        tracing::info!(episode = %hold.episode, "alert resolved during its hold: no rollback");
+        let record = ActionRecord {
+            action: "hold".into(),
+            outcome: "cancelled".into(),
+            detail: format!(
+                "alert resolved before the hold ended ({}): no rollback",
+                hold.due_at
+            ),
+            at: now,
+        };
+        Ok(Some((record, hold.decision)))
     }
 
     /// Decides every alert of a webhook and acts on it; returns the
@@ -100,7 +268,7 @@ impl Worker {
         &self,
         webhook: &PendingWebhook,
         now: Timestamp,
-    ) -> (Vec<AlertOutcome>, Vec<WatchJob>) {
+    ) -> Result<(Vec<AlertOutcome>, Vec<WatchJob>), JournalError> {
         let dry_run = webhook.dry_run || self.state.settings.dry_run;
         let mut outcomes = Vec::with_capacity(webhook.notification.alerts.len());
         let mut watches = Vec::new();
@@ -115,6 +283,9 @@ impl Worker {
                 })
                 .inc();
             log_decision(webhook.id, alert.name(), &decision);
+            let mut rollback_report = None;
+            let mut suspended_note = None;
+            let mut cancelled_decision = None;
             let actions = match (decision.kind, &decision.target) {
                 (DecisionKind::Rollback, Some(target)) => {
                     let rollback = self
@@ -126,12 +297,49 @@ impl Worker {
                             index,
                             target: target.clone(),
                             deadline,
+                            incident: None,
                         });
                     }
+                    rollback_report = rollback.report;
+                    suspended_note = rollback.note;
                     vec![rollback.record]
                 }
-                _ => plan(&decision, dry_run, now),
+                (DecisionKind::RollbackAfter, Some(_)) => {
+                    vec![
+                        self.start_hold(webhook, index, alert, &decision, dry_run, now)
+                            .await?,
+                    ]
+                }
+                _ if alert.status == AlertStatus::Resolved => {
+                    match self.cancel_hold(alert, now).await? {
+                        Some((record, held)) => {
+                            cancelled_decision = Some(held);
+                            vec![record]
+                        }
+                        None => Vec::new(),
+                    }
+                }
+                _ => plan(&decision, now),
             };
+            if let Some(stage) = stage_of(&actions) {
+                let mut incident = Incident::new(
+                    &webhook.notification.external_url,
+                    alert,
+                    cancelled_decision.as_ref().unwrap_or(&decision),
+                    stage,
+                    actions.last().map(|a| a.detail.clone()).unwrap_or_default(),
+                );
+                if let Some(r) = &rollback_report {
+                    fill(&mut incident, r, suspended_note.clone());
+                }
+                if let Some(job) = watches
+                    .last_mut()
+                    .filter(|j| j.webhook == webhook.id && j.index == index)
+                {
+                    job.incident = Some(incident.clone());
+                }
+                self.tell(&incident).await;
+            }
             outcomes.push(AlertOutcome {
                 index,
                 decision,
@@ -151,7 +359,7 @@ impl Worker {
                 "rollbacks not done: no cluster"
             );
         }
-        (outcomes, watches)
+        Ok((outcomes, watches))
     }
 
     /// Rolls the target back through the undo engine.
@@ -178,6 +386,7 @@ impl Worker {
             self.state.metrics.guard_refusal(refusal.label());
             match &refusal {
                 Refusal::BreakerOpen { first: true, .. } => {
+                    self.state.metrics.breaker_opened.inc();
                     tracing::error!(workload = %target, reason = %refusal, "breaker open: rollbacks held back")
                 }
                 _ => {
@@ -187,7 +396,8 @@ impl Worker {
             Rollback {
                 record: record(RollbackOutcome::refused, format!("{target}: {refusal}")),
                 follow: None,
-                refusal: Some(refusal),
+                report: None,
+                note: None,
             }
         };
         if let Err(refusal) = guard.check_namespace(&target.namespace) {
@@ -204,7 +414,8 @@ impl Worker {
                         format!("not rolled back: {why}; replay this webhook once the cluster is reachable"),
                     ),
                     follow: None,
-                    refusal: None,
+                    report: None,
+                    note: None,
                 };
             }
         };
@@ -290,7 +501,8 @@ impl Worker {
                                 ),
                             ),
                             follow: None,
-                            refusal: None,
+                            report: None,
+                            note: None,
                         };
                     }
                     suspended = Some(owner);
@@ -316,7 +528,12 @@ impl Worker {
                         ),
                     ),
                     follow: Some(deadline),
-                    refusal: None,
+                    report: Some(r.clone()),
+                    note: suspended.as_ref().map(|o| {
+                        suspension_note(Some(o))
+                            .trim_start_matches("; ")
+                            .to_string()
+                    }),
                 }
             }
             Ok(UndoOutcome::DryRun(r)) => Rollback {
@@ -329,7 +546,8 @@ impl Worker {
                     ),
                 ),
                 follow: None,
-                refusal: None,
+                report: Some(r.clone()),
+                note: None,
             },
             Ok(other) => {
                 let outcome = match other {
@@ -342,7 +560,8 @@ impl Worker {
                 Rollback {
                     record: record(outcome, format!("{target}: {}", other.kubectl_message())),
                     follow: None,
-                    refusal: None,
+                    report: None,
+                    note: None,
                 }
             }
             Err(e) => {
@@ -350,7 +569,8 @@ impl Worker {
                 Rollback {
                     record: record(RollbackOutcome::failed, format!("{target}: {e}")),
                     follow: None,
-                    refusal: None,
+                    report: None,
+                    note: None,
                 }
             }
         }
@@ -364,6 +584,7 @@ impl Worker {
             index,
             target,
             deadline,
+            incident,
         } = job;
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -397,10 +618,58 @@ impl Worker {
                 detail,
                 at: state.clock.now(),
             };
+            let stage = match outcome {
+                "healthy" => Stage::Healthy,
+                "deadline-missed" => Stage::DeadlineMissed,
+                _ => Stage::Stalled,
+            };
+            let detail = record.detail.clone();
             if let Err(e) = state.journal.append_action(webhook, index, record).await {
                 tracing::error!(error = %e, webhook, "could not journal the rollout's end");
             }
+            if let Some(mut incident) = incident {
+                incident.stage = stage;
+                incident.detail = detail;
+                let since_start = state.clock.now().duration_since(incident.starts_at);
+                incident.time_to_rollback_secs = Some(since_start.as_secs_f64().max(0.0));
+                if let Err(e) = state.reporter.report(&incident).await {
+                    tracing::error!(error = %e, "could not queue the Slack report");
+                }
+            }
         });
+    }
+}
+
+/// The Slack stage an alert's latest action puts its incident in; `None`
+/// when there is nothing new to say (a re-sent alert).
+fn stage_of(actions: &[ActionRecord]) -> Option<Stage> {
+    let last = actions.last()?;
+    Some(match (last.action.as_str(), last.outcome.as_str()) {
+        ("rollback", "rolled-back") => Stage::RolledBack,
+        ("rollback", "dry-run" | "skipped") => Stage::Decided,
+        ("rollback", "refused" | "cooling-down" | "newer-deploy") => Stage::Refused,
+        ("rollback", "failed") => Stage::Failed,
+        ("hold", "waiting") if last.detail.starts_with("holding until") => Stage::Held,
+        ("hold", "cancelled") => Stage::Cancelled,
+        ("notify", _) => Stage::Notified,
+        _ => return None,
+    })
+}
+
+/// Revisions and images of a rollback, and the note, on the incident.
+fn fill(incident: &mut Incident, r: &RollbackReport, note: Option<String>) {
+    incident.from_revision = Some(r.from_revision);
+    incident.to_revision = Some(r.to_revision);
+    incident.from_images = r.from_images.clone();
+    incident.to_images = r.to_images.clone();
+    incident.notes.extend(note);
+}
+
+/// Sleeps for `d`, or forever when there is nothing to wait for.
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -410,6 +679,8 @@ struct WatchJob {
     index: usize,
     target: Target,
     deadline: Duration,
+    /// The incident as reported at the rollback, to update at the end.
+    incident: Option<Incident>,
 }
 
 /// The result of one rollback attempt.
@@ -417,9 +688,10 @@ struct Rollback {
     record: ActionRecord,
     /// Follow the rollout for this long (only after a real patch).
     follow: Option<Duration>,
-    /// Why the guard held it back, if it did.
-    #[allow(dead_code)]
-    refusal: Option<Refusal>,
+    /// From/to revisions and images, when the engine got that far.
+    report: Option<RollbackReport>,
+    /// What on-call must know (a suspended GitOps tool).
+    note: Option<String>,
 }
 
 /// What on-call must know after a rollback under a suspended GitOps tool.
@@ -443,46 +715,17 @@ fn describe(target: &Target, r: &RollbackReport) -> String {
     )
 }
 
-/// What the worker records for decisions it does not act on in the
-/// cluster yet: holds and notifications (guard and report come later).
-pub fn plan(decision: &Decision, dry_run: bool, now: Timestamp) -> Vec<ActionRecord> {
-    let why_dry = if dry_run { " (dry-run)" } else { "" };
-    let record = |action: &str, outcome: &str, detail: String| ActionRecord {
-        action: action.into(),
-        outcome: outcome.into(),
-        detail,
-        at: now,
-    };
-    match (decision.kind, &decision.target) {
-        (DecisionKind::RollbackAfter, Some(target)) => {
-            let until = decision
-                .hold_until
-                .map_or_else(|| "the hold ends".to_string(), |t| t.to_string());
-            vec![record(
-                "hold",
-                "planned",
-                format!(
-                    "hold until {until}, then roll back {target} to {} if the alert still fires{why_dry}",
-                    revision_text(target.to_revision)
-                ),
-            )]
-        }
-        (DecisionKind::Notify, _)
-        | (DecisionKind::Rollback | DecisionKind::RollbackAfter, None) => {
-            vec![record(
-                "notify",
-                "planned",
-                format!("report only: {}", decision.reason),
-            )]
-        }
-        (DecisionKind::Ignore, _) | (DecisionKind::Rollback, Some(_)) => Vec::new(),
-    }
-}
-
-fn revision_text(to_revision: Option<i64>) -> String {
-    match to_revision {
-        Some(n) => format!("revision {n}"),
-        None => "the previous revision".into(),
+/// What the worker records for a decision it does not act on in the
+/// cluster: a notification (Slack tells it), or nothing for `ignore`.
+pub fn plan(decision: &Decision, now: Timestamp) -> Vec<ActionRecord> {
+    match decision.kind {
+        DecisionKind::Ignore => Vec::new(),
+        _ => vec![ActionRecord {
+            action: "notify".into(),
+            outcome: "planned".into(),
+            detail: format!("report only: {}", decision.reason),
+            at: now,
+        }],
     }
 }
 

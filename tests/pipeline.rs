@@ -74,7 +74,7 @@ async fn firing_group_rolls_back_exactly_the_decided_workloads_once() {
             s("MinorUIGlitch", "notify:planned"),
             s("ServiceDown", "rollback:rolled-back"),
             s("ServiceDown", "watch:healthy"),
-            s("SlowCheckout", "hold:planned"),
+            s("SlowCheckout", "hold:waiting"),
         ]
     );
     let detail = event["alerts"][0]["actions"][0]["detail"].as_str().unwrap();
@@ -110,7 +110,7 @@ async fn firing_group_rolls_back_exactly_the_decided_workloads_once() {
             s("HighErrorRate", "rollback:already-rolled-back"),
             s("MinorUIGlitch", "notify:planned"),
             s("ServiceDown", "rollback:already-rolled-back"),
-            s("SlowCheckout", "hold:planned"),
+            s("SlowCheckout", "hold:waiting"),
         ]
     );
     assert_eq!(

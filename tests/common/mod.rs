@@ -1,6 +1,8 @@
 //! Test harness: the real router on port 0 with a journal in a temp dir.
 #![allow(dead_code)]
 
+pub mod slack;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,15 @@ pub struct TestClock(Mutex<Timestamp>);
 impl TestClock {
     pub fn at(t: &str) -> Arc<TestClock> {
         Arc::new(TestClock(Mutex::new(t.parse().unwrap())))
+    }
+
+    pub fn advance(&self, d: Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += d;
+    }
+
+    pub fn set(&self, t: &str) {
+        *self.0.lock().unwrap() = t.parse().unwrap();
     }
 }
 
@@ -45,12 +56,14 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         operator_token: Some(Secret::new(OPERATOR_TOKEN)),
         insecure_no_auth: false,
         intake_only: false,
+        slack: rollbackd::report::SlackConfig::Disabled,
     }
 }
 
 pub struct TestServer {
     pub url: String,
     pub state: AppState,
+    pub clock: Arc<TestClock>,
     pub client: reqwest::Client,
     server: Option<Server>,
     pub dir: tempfile::TempDir,
@@ -81,12 +94,13 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         adjust(&mut s);
-        let state =
-            AppState::build(s, TestClock::at("2026-11-22T12:50:45Z"), journal, cluster).unwrap();
+        let clock = TestClock::at("2026-11-22T12:50:45Z");
+        let state = AppState::build(s, clock.clone(), journal, cluster).unwrap();
         let server = Server::start(state.clone()).await.unwrap();
         TestServer {
             url: format!("http://{}", server.addr),
             state,
+            clock,
             client: reqwest::Client::new(),
             server: Some(server),
             dir,
