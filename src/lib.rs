@@ -13,8 +13,8 @@
 //! - [`parse`]: the Alertmanager v4 payload into domain types, once.
 //! - [`journal`]: the SQLite journal (WAL, group commit); the worker's queue
 //!   and the history the API shows.
-//! - [`worker`]: feeds journaled webhooks through decide and records what it
-//!   did.
+//! - [`worker`]: feeds journaled webhooks through decide, guard, undo,
+//!   watch and report, runs the holds that come due, and journals it all.
 //! - [`rules`]: the decision matrix from `rules/*.yaml`, Alertmanager matchers.
 //! - [`decide`]: alert + rules + now → decision and target; pure.
 //! - [`guard`]: namespaces, change correlation, GitOps and rate limits
@@ -28,7 +28,7 @@
 //!
 //! Beside them: [`config`] (flags, environment, file, secrets), [`metrics`]
 //! (Prometheus registry), [`app`] (shared state, clock, server lifecycle) and
-//! [`cli`] (the `check` and `explain` commands).
+//! [`cli`] (`check`, `explain`, and the output of `undo` and `history`).
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -482,6 +482,9 @@ pub struct Rule {
     /// What to do when a GitOps tool manages the workload; `None`: the
     /// guard's default.
     pub gitops: Option<crate::guard::GitOpsPolicy>,
+    /// Slack channel for this rule's incidents (an alert's `slack_channel`
+    /// annotation wins); `None`: the default channel.
+    pub slack_channel: Option<String>,
 }
 
 impl Rule {
@@ -872,6 +875,8 @@ struct RawRule {
     hold: Option<DurationValue>,
     #[serde(default)]
     gitops: Option<crate::guard::GitOpsPolicy>,
+    #[serde(default)]
+    slack_channel: Option<String>,
 }
 
 /// Implements `Deserialize` for a newtype read from a string, checked by
@@ -1142,6 +1147,7 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
             deadline,
             hold,
             gitops: raw.gitops,
+            slack_channel: raw.slack_channel.filter(|c| !c.trim().is_empty()),
         });
     }
     Ok(ParsedFile { gate, guard, rules })
@@ -1825,7 +1831,7 @@ minor-bug                severity="low"                                         
     fn unknown_field_is_refused_at_its_line() {
         assert_eq!(
             fixture_error("unknown-field.yaml"),
-            "tests/fixtures/rules/unknown-field.yaml:9: rule \"service-down\": unknown field `severity`, expected one of `name`, `description`, `match`, `decision`, `deadline`, `hold`, `gitops`"
+            "tests/fixtures/rules/unknown-field.yaml:9: rule \"service-down\": unknown field `severity`, expected one of `name`, `description`, `match`, `decision`, `deadline`, `hold`, `gitops`, `slack_channel`"
         );
     }
 

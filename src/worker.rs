@@ -145,7 +145,7 @@ impl Worker {
             let mut record = rollback.record;
             record.detail = format!("hold ended, alert still firing: {}", record.detail);
             let incident = stage_of(std::slice::from_ref(&record)).map(|stage| {
-                let mut incident = Incident::new(
+                let mut incident = self.incident(
                     &notification.external_url,
                     alert,
                     &hold.decision,
@@ -176,6 +176,29 @@ impl Worker {
             }
         }
         Ok(count)
+    }
+
+    /// The incident Slack is told about. Its channel: the alert's
+    /// `slack_channel` annotation, else its rule's, else the default.
+    fn incident(
+        &self,
+        external_url: &str,
+        alert: &Alert,
+        decision: &Decision,
+        stage: Stage,
+        detail: String,
+    ) -> Incident {
+        let mut incident = Incident::new(external_url, alert, decision, stage, detail);
+        if incident.channel.is_none() {
+            incident.channel = self
+                .state
+                .rules
+                .rules
+                .iter()
+                .find(|r| decision.rule.as_deref() == Some(r.name.as_str()))
+                .and_then(|r| r.slack_channel.clone());
+        }
+        incident
     }
 
     /// Queues a Slack report; a failure is logged, never in the way of a
@@ -322,7 +345,7 @@ impl Worker {
                 _ => plan(&decision, now),
             };
             if let Some(stage) = stage_of(&actions) {
-                let mut incident = Incident::new(
+                let mut incident = self.incident(
                     &webhook.notification.external_url,
                     alert,
                     cancelled_decision.as_ref().unwrap_or(&decision),

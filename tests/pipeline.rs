@@ -223,3 +223,61 @@ async fn an_api_server_failure_is_recorded_and_a_replay_finishes_the_job() {
     assert_eq!(w.image(), "ghcr.io/company/ecommerce:v1.1.0");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
+    use common::slack::{FakeSlack, BOT_TOKEN};
+    let fake = shop().await;
+    let slack = FakeSlack::start().await;
+    let rules = tempfile::tempdir().unwrap();
+    let default =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yaml"))
+            .unwrap();
+    let with_channel = default.replace(
+        "    decision: rollback\n    deadline: 30s\n\n  # High error rate",
+        "    decision: rollback\n    deadline: 30s\n    slack_channel: \"#sre-critical\"\n\n  # High error rate",
+    );
+    assert_ne!(with_channel, default, "the rule got its channel");
+    std::fs::write(rules.path().join("rules.yaml"), with_channel).unwrap();
+    let (dir, api) = (rules.path().to_path_buf(), slack.api_url());
+    let server = TestServer::start_full(
+        move |s| {
+            s.rules = rollbackd::config::RulesSource::Dir(dir);
+            s.slack = rollbackd::report::SlackConfig::Bot {
+                token: rollbackd::config::Secret::new(BOT_TOKEN),
+                channel: "#rollbacks".into(),
+                api_url: api,
+            };
+        },
+        Default::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    let mut body: Value = serde_json::from_slice(FIRING).unwrap();
+    body["alerts"][1]["annotations"]["slack_channel"] = "#frontend".into();
+    server
+        .post_webhook(&serde_json::to_vec(&body).unwrap())
+        .await;
+    // ServiceDown: posted, then updated to healthy; HighErrorRate: posted
+    // and updated; MinorUIGlitch and SlowCheckout: posted.
+    let requests = slack.wait_for(4).await;
+    let channel_of = |alert: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.method() == "chat.postMessage" && r.body.to_string().contains(alert))
+            .map(|r| r.body["channel"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        channel_of("ServiceDown"),
+        ["#sre-critical"],
+        "the rule's channel"
+    );
+    assert_eq!(
+        channel_of("MinorUIGlitch"),
+        ["#frontend"],
+        "the alert's annotation wins"
+    );
+    assert_eq!(channel_of("HighErrorRate"), ["#rollbacks"], "the default");
+    server.stop().await;
+}

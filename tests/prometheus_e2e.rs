@@ -313,3 +313,121 @@ async fn prometheus_alerts_roll_back_once_notify_and_cancel_a_hold_with_slack_to
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_storm_through_alertmanager_is_bounded_by_the_budgets() {
+    let fake = FakeKube::start().await;
+    for i in 0..200 {
+        let w = fake
+            .deployment(&format!("team{}", i % 20), &format!("svc{i}"))
+            .image("app:good")
+            .create()
+            .await;
+        w.set_image("app:bad");
+    }
+    let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, WEBHOOK_TOKEN).unwrap();
+    let am_port = free_port();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        format!(
+            "route:\n  receiver: rollbackd\n  group_by: [severity]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: rollbackd\n    webhook_configs:\n      - url: {}/webhook\n        \
+             http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
+            server.url,
+            token.display()
+        ),
+    )
+    .unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let _am = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", d("am.yml")),
+            format!("--storage.path={}", d("am-data")),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+    );
+    let am = format!("http://127.0.0.1:{am_port}");
+    ready(&am).await;
+
+    // 1,000 alerts over 200 workloads (5 each), posted to Alertmanager's
+    // API in four batches; it groups them into a few webhooks.
+    let client = reqwest::Client::new();
+    for batch in 0..4 {
+        let alerts: Vec<Value> = (batch * 250..(batch + 1) * 250)
+            .map(|n| {
+                let w = n % 200;
+                serde_json::json!({
+                    "labels": {"alertname": format!("Alert{}", n / 200), "severity": "critical",
+                               "namespace": format!("team{}", w % 20), "deployment": format!("svc{w}")},
+                    "annotations": {"rollback": "true"},
+                })
+            })
+            .collect();
+        let r = client
+            .post(format!("{am}/api/v2/alerts"))
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    // Every alert reaches a recorded outcome.
+    let outcomes = until("an outcome for each of the 1,000 alerts", || async {
+        let mut first: std::collections::HashMap<String, String> = Default::default();
+        let mut before: Option<i64> = None;
+        loop {
+            let path = match before {
+                Some(b) => format!("/api/v1/events?limit=500&before={b}"),
+                None => "/api/v1/events?limit=500".to_string(),
+            };
+            let (_, page) = server.get_json(&path).await;
+            for e in page["events"].as_array()?.iter().rev() {
+                for a in e["alerts"].as_array()? {
+                    if let Some(outcome) = a["actions"][0]["outcome"].as_str() {
+                        first
+                            .entry(a["fingerprint"].as_str()?.to_string())
+                            .or_insert_with(|| outcome.to_string());
+                    }
+                }
+            }
+            match page["next_before"].as_i64() {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        (first.len() == 1000).then_some(first)
+    })
+    .await;
+    let count = |o: &str| outcomes.values().filter(|v| v.as_str() == o).count();
+    assert_eq!(count("rolled-back"), 10, "the cluster budget: 10 per 10m");
+    assert_eq!(
+        count("rolled-back") + count("cooling-down") + count("refused"),
+        1000,
+        "{outcomes:?}"
+    );
+    let applied = fake
+        .writes()
+        .iter()
+        .filter(|w| w.method == "PATCH" && w.status == 200)
+        .count();
+    assert_eq!(applied, 10, "exactly the budget reached the cluster");
+    let m = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("rollbackd_breaker_openings_total 1"),
+        "the breaker reported once:\n{m}"
+    );
+    server.stop().await;
+}
