@@ -11,10 +11,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::Client;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::decide::WorkloadKind;
+use crate::undo::engine::NamespacedObject;
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,14 +248,7 @@ async fn follow_typed<K>(
     last: &Mutex<String>,
 ) -> Result<Result<String, String>, WatchError>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + 'static,
-    K::DynamicType: Default,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let verdict = |object: &K| -> Option<Result<String, String>> {

@@ -139,14 +139,7 @@ receivers:
             .map(|u| u.contains(&port.to_string())),
         Some(true)
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"rollbackd_webhooks_total{outcome="accepted",code="200"}"#),
         "{metrics}"

@@ -299,15 +299,7 @@ async fn health_readiness_and_metrics_report_the_pipeline() {
     server
         .processed_event(receipt["id"].as_i64().unwrap())
         .await;
-    let m = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     for line in [
         r#"rollbackd_alerts_total{decision="rollback",rule="service-down"} 1"#,
         r#"rollbackd_alerts_total{decision="rollback",rule="high-error-rate"} 1"#,

@@ -212,15 +212,7 @@ async fn protected_namespaces_and_old_deploys_are_not_rolled_back() {
         .filter(|e| e["reason"] == "RollbackRefused")
         .collect();
     assert_eq!(refused.len(), 1, "an Event on the workload says why");
-    let m = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(
         m.contains(r#"rollbackd_guard_refusals_total{reason="protected_namespace"} 1"#),
         "{m}"
@@ -394,15 +386,7 @@ async fn a_storm_is_bounded_by_the_budgets_and_every_alert_gets_an_outcome() {
     assert_eq!(outcomes.get("rollback:cooling-down"), Some(&40));
     assert_eq!(outcomes.get("rollback:refused"), Some(&950));
     assert_eq!(outcomes.values().sum::<usize>(), 1000);
-    let m = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(
         m.contains(r#"rollbackd_guard_refusals_total{reason="breaker_open"} 950"#),
         "{m}"

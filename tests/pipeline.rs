@@ -119,15 +119,7 @@ async fn firing_group_rolls_back_exactly_the_decided_workloads_once() {
         "still one rollback each"
     );
 
-    let m = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(
         m.contains(r#"rollbackd_rollbacks_total{outcome="rolled_back"} 2"#),
         "{m}"

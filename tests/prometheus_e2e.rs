@@ -417,14 +417,7 @@ async fn a_storm_through_alertmanager_is_bounded_by_the_budgets() {
         .filter(|w| w.method == "PATCH" && w.status == 200)
         .count();
     assert_eq!(applied, 10, "exactly the budget reached the cluster");
-    let m = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(
         m.contains("rollbackd_breaker_openings_total 1"),
         "the breaker reported once:\n{m}"

@@ -199,15 +199,7 @@ async fn every_status_code_comes_with_a_json_body_that_says_what_is_wrong() {
         .collect();
     assert_eq!(ids, vec![2, 1]);
 
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         r#"rollbackd_webhooks_total{outcome="accepted",code="200"} 2"#,
         r#"rollbackd_webhooks_total{outcome="unauthorized",code="401"} 4"#,

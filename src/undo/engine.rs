@@ -778,14 +778,33 @@ pub fn label_selector(selector: &Value) -> Result<String, UndoError> {
     Ok(parts.join(","))
 }
 
-async fn get_json<K>(client: &Client, ns: &str, name: &str) -> Result<Option<Value>, kube::Error>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+/// A namespaced built-in object (k8s-openapi type) that kube-rs reads and
+/// serde turns into JSON for the pure planning code.
+pub trait NamespacedObject:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + 'static
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
+        + std::fmt::Debug
+        + Send
+        + 'static
+{
+}
+
+async fn get_json<K>(client: &Client, ns: &str, name: &str) -> Result<Option<Value>, kube::Error>
+where
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let object = api.get_opt(name).await?;
@@ -800,12 +819,7 @@ async fn list_all<K>(
     page: u32,
 ) -> Result<Vec<Value>, UndoError>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let mut out = Vec::new();
