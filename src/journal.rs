@@ -92,10 +92,36 @@ pub struct NewWebhook {
     pub dry_run: bool,
     /// The body exactly as received.
     pub raw: Vec<u8>,
-    /// The parsed notification.
-    pub notification: Notification,
+    /// The group fields stored beside it.
+    pub summary: WebhookSummary,
     /// When it arrived.
     pub received_at: Timestamp,
+}
+
+/// The group fields of a webhook that are stored beside its raw body. Only
+/// these cross to the writer thread: the parsed notification stays (and is
+/// freed) where it was parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSummary {
+    /// Alertmanager receiver.
+    pub receiver: String,
+    /// Alertmanager group key.
+    pub group_key: String,
+    /// Group status.
+    pub status: AlertStatus,
+    /// Number of alerts.
+    pub alerts: usize,
+}
+
+impl From<&Notification> for WebhookSummary {
+    fn from(n: &Notification) -> Self {
+        WebhookSummary {
+            receiver: n.receiver.clone(),
+            group_key: n.group_key.clone(),
+            status: n.status,
+            alerts: n.alerts.len(),
+        }
+    }
 }
 
 /// One action the worker took (or would take) for an alert.
@@ -817,7 +843,7 @@ fn apply(conn: &Connection, write: &mut Write) -> Result<i64, JournalError> {
 }
 
 fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError> {
-    let n = &w.notification;
+    let n = &w.summary;
     conn.prepare_cached(
         "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw,
                                receiver, group_key, status, alert_count)
@@ -832,7 +858,7 @@ fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError
         n.receiver,
         n.group_key,
         n.status.as_str(),
-        n.alerts.len() as i64,
+        n.alerts as i64,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -1122,7 +1148,7 @@ mod tests {
             replay_of: None,
             dry_run: true,
             raw: FIRING.to_vec(),
-            notification: parse_notification(FIRING).unwrap(),
+            summary: (&parse_notification(FIRING).unwrap()).into(),
             received_at: "2026-11-22T12:50:42Z".parse().unwrap(),
         }
     }

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::config::WebhookAuth;
-use crate::journal::{NewWebhook, Source};
+use crate::journal::{NewWebhook, Source, WebhookSummary};
 use crate::metrics::WebhookOutcome;
 use crate::parse::parse_notification;
 
@@ -62,8 +62,9 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Recei
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::TooLarge { limit })?;
-    let notification = parse_notification(&raw)?;
-    let alerts = notification.alerts.len();
+    // Only the group fields go on: the raw body is what is journaled.
+    let summary = WebhookSummary::from(&parse_notification(&raw)?);
+    let alerts = summary.alerts;
     let id = app
         .journal
         .append(NewWebhook {
@@ -71,7 +72,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Recei
             replay_of: None,
             dry_run: app.settings.dry_run,
             raw: raw.to_vec(),
-            notification,
+            summary,
             received_at: app.clock.now(),
         })
         .await
