@@ -806,12 +806,18 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
     let mut results: Vec<(Write, Result<i64, JournalError>)> = Vec::with_capacity(batch.len());
     let mut tx = tx;
     for mut write in batch {
-        let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, &mut write) {
-                Ok(v) => sp.commit().map(|_| v).map_err(JournalError::from),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
+        let result = if matches!(write, Write::Append(..)) {
+            // One INSERT: SQLite undoes a failed statement by itself, so the
+            // hot path needs no savepoint of its own.
+            apply(&tx, &mut write)
+        } else {
+            match tx.savepoint() {
+                Ok(sp) => match apply(&sp, &mut write) {
+                    Ok(v) => sp.commit().map(|_| v).map_err(JournalError::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            }
         };
         results.push((write, result));
     }
