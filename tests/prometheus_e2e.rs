@@ -64,6 +64,44 @@ async fn ready(url: &str) {
     .await;
 }
 
+/// Starts Alertmanager on a free port, routing everything to rollbackd at
+/// `rollbackd_url` with the test's bearer token from a file (as
+/// `http_config.authorization.credentials_file` reads it); returns the
+/// process and its port once it is ready.
+async fn alertmanager(
+    dir: &std::path::Path,
+    rollbackd_url: &str,
+    group_by: &str,
+    repeat_interval: &str,
+    send_resolved: bool,
+) -> (Child, u16) {
+    let token = dir.join("token");
+    std::fs::write(&token, WEBHOOK_TOKEN).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.join("am.yml"),
+        format!(
+            "route:\n  receiver: rollbackd\n  group_by: {group_by}\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: {repeat_interval}\n\
+             receivers:\n  - name: rollbackd\n    webhook_configs:\n      - url: {rollbackd_url}/webhook\n        send_resolved: {send_resolved}\n        \
+             http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let d = |p: &str| dir.join(p).display().to_string();
+    let child = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", d("am.yml")),
+            format!("--storage.path={}", d("am-data")),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".into(),
+        ],
+    );
+    ready(&format!("http://127.0.0.1:{port}")).await;
+    (child, port)
+}
+
 /// Slack requests about one alert (its name appears in the message).
 fn about(slack: &FakeSlack, alertname: &str) -> Vec<(String, String, Value)> {
     slack
@@ -126,20 +164,8 @@ async fn prometheus_alerts_roll_back_once_notify_and_cancel_a_hold_with_slack_to
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, WEBHOOK_TOKEN).unwrap();
-    let (am_port, prom_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("am.yml"),
-        format!(
-            "route:\n  receiver: rollbackd\n  group_by: [namespace]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 3s\n\
-             receivers:\n  - name: rollbackd\n    webhook_configs:\n      - url: {}/webhook\n        send_resolved: true\n        \
-             http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
-            server.url,
-            token.display()
-        ),
-    )
-    .unwrap();
+    let (_am, am_port) = alertmanager(dir.path(), &server.url, "[namespace]", "3s", true).await;
+    let prom_port = free_port();
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES_ALL).unwrap();
     std::fs::write(
@@ -151,16 +177,6 @@ async fn prometheus_alerts_roll_back_once_notify_and_cancel_a_hold_with_slack_to
     )
     .unwrap();
     let d = |p: &str| dir.path().join(p).display().to_string();
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", d("am.yml")),
-            format!("--storage.path={}", d("am-data")),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".into(),
-        ],
-    );
-    ready(&format!("http://127.0.0.1:{am_port}")).await;
     let prometheus = spawn(
         "prometheus",
         &[
@@ -327,32 +343,8 @@ async fn a_storm_through_alertmanager_is_bounded_by_the_budgets() {
     }
     let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, WEBHOOK_TOKEN).unwrap();
-    let am_port = free_port();
-    std::fs::write(
-        dir.path().join("am.yml"),
-        format!(
-            "route:\n  receiver: rollbackd\n  group_by: [severity]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: rollbackd\n    webhook_configs:\n      - url: {}/webhook\n        \
-             http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
-            server.url,
-            token.display()
-        ),
-    )
-    .unwrap();
-    let d = |p: &str| dir.path().join(p).display().to_string();
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", d("am.yml")),
-            format!("--storage.path={}", d("am-data")),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".into(),
-        ],
-    );
+    let (_am, am_port) = alertmanager(dir.path(), &server.url, "[severity]", "1h", false).await;
     let am = format!("http://127.0.0.1:{am_port}");
-    ready(&am).await;
 
     // 1,000 alerts over 200 workloads (5 each), posted to Alertmanager's
     // API in four batches; it groups them into a few webhooks.

@@ -59,6 +59,22 @@ async fn three_releases(fake: &FakeKube) -> fakekube::Workload {
     web
 }
 
+/// shop/db (postgres 16.1 then 16.2-bad) and shop/agent (1 then 2-bad).
+async fn bad_statefulset_and_daemonset(fake: &FakeKube) {
+    let db = fake
+        .statefulset("shop", "db")
+        .image("postgres:16.1")
+        .create()
+        .await;
+    db.set_image("postgres:16.2-bad");
+    let agent = fake
+        .daemonset("shop", "agent")
+        .image("agent:1")
+        .create()
+        .await;
+    agent.set_image("agent:2-bad");
+}
+
 fn revisions(web: &fakekube::Workload) -> Vec<(i64, String)> {
     web.history()
         .into_iter()
@@ -478,18 +494,7 @@ async fn server_side_dry_run_changes_nothing() {
 #[tokio::test]
 async fn statefulset_and_daemonset_roll_back_through_controller_revisions() {
     let fake = FakeKube::start().await;
-    let db = fake
-        .statefulset("shop", "db")
-        .image("postgres:16.1")
-        .create()
-        .await;
-    db.set_image("postgres:16.2-bad");
-    let agent = fake
-        .daemonset("shop", "agent")
-        .image("agent:1")
-        .create()
-        .await;
-    agent.set_image("agent:2-bad");
+    bad_statefulset_and_daemonset(&fake).await;
     let e = engine(&fake);
 
     for (kind, resource, name, good) in [
@@ -601,18 +606,7 @@ async fn watch_reaches_healthy_as_the_rollout_steps_through() {
 #[tokio::test]
 async fn watch_follows_statefulsets_and_daemonsets_too() {
     let fake = FakeKube::start().await;
-    let db = fake
-        .statefulset("shop", "db")
-        .image("postgres:16.1")
-        .create()
-        .await;
-    db.set_image("postgres:16.2-bad");
-    let agent = fake
-        .daemonset("shop", "agent")
-        .image("agent:1")
-        .create()
-        .await;
-    agent.set_image("agent:2-bad");
+    bad_statefulset_and_daemonset(&fake).await;
     let e = engine(&fake);
     for (kind, name, done) in [
         (
