@@ -617,6 +617,20 @@ impl Journal {
             .await
     }
 
+    /// How many webhooks wait for the worker (the partial index makes this
+    /// a count of the waiting ones only).
+    pub async fn pending_count(&self) -> Result<usize, JournalError> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM webhooks WHERE processed_at IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
     /// Webhooks not processed yet, oldest first.
     pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {

@@ -77,10 +77,6 @@ impl Worker {
     /// Processes one batch of pending webhooks; returns how many.
     async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<usize, JournalError> {
         let pending = self.state.journal.pending(BATCH).await?;
-        self.state
-            .metrics
-            .webhooks_pending
-            .set(pending.len() as i64);
         // Process the batch in order, then journal every result at once: the
         // completions share one transaction (one fsync) instead of one each.
         let mut completions = Vec::with_capacity(pending.len());
@@ -102,6 +98,11 @@ impl Worker {
             self.spawn_watch(watch);
         }
         let holds = self.act_on_due_holds(stop).await?;
+        if done > 0 {
+            // The backlog left after this batch.
+            let waiting = self.state.journal.pending_count().await?;
+            self.state.metrics.webhooks_pending.set(waiting as i64);
+        }
         if done + holds > 0 {
             // Keeps the keyed limiters' memory bounded in a storm.
             self.state.guard.forget_idle();

@@ -306,9 +306,20 @@ async fn health_readiness_and_metrics_report_the_pipeline() {
         r#"rollbackd_alerts_total{decision="notify",rule="minor-bug"} 1"#,
         r#"rollbackd_alerts_total{decision="rollback-after",rule="performance-degradation"} 1"#,
         "# TYPE rollbackd_journal_write_seconds histogram",
+        "rollbackd_webhooks_pending 0",
     ] {
         assert!(m.contains(line), "missing {line} in\n{m}");
     }
     assert!(m.contains("rollbackd_journal_write_seconds_count"), "{m}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn journal_counts_the_webhooks_waiting_for_a_worker() {
+    let server = TestServer::start_with(|s| s.intake_only = true, Default::default()).await;
+    for _ in 0..3 {
+        server.post_webhook(FIRING).await;
+    }
+    assert_eq!(server.state.journal.pending_count().await.unwrap(), 3);
     server.stop().await;
 }

@@ -260,3 +260,30 @@ async fn a_bad_rules_file_is_refused_at_start_up_with_file_line_and_reason() {
         "nothing started: no journal created"
     );
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_with_exit_code_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(dir.path(), &[], &auth_env()).await;
+    assert_eq!(
+        p.post(&format!("Bearer {WEBHOOK_TOKEN}"), FIRING)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let pid = p.child.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), p.child.wait())
+        .await
+        .expect("rollbackd exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let log = p.log.lock().unwrap().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+}

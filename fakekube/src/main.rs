@@ -65,18 +65,23 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-async fn stopped() {
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called (not when awaited), so call it before announcing the address: a
+/// SIGTERM sent right after the announcement is then always caught.
+fn stopped() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = ctrl_c => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]
@@ -98,9 +103,10 @@ async fn main() -> anyhow::Result<()> {
         fake.write_kubeconfig(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let stop = stopped();
     println!("listening addr={}", fake.addr());
     std::io::stdout().flush()?;
-    stopped().await;
+    stop.await;
     fake.shutdown().await;
     Ok(())
 }
