@@ -15,33 +15,40 @@ cargo build --release --locked --bin rollbackd --example bare_parse >/dev/null
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
-# Starts a server, waits for its "addr=" log line, prints the address.
+# Starts a server in this shell (not a subshell, so the EXIT trap knows its
+# pid and stops it), waits for its "addr=" log line, and stores the address
+# in the variable named by $1.
 start() {
-  local log=$1; shift
+  local var=$1 log=$2; shift 2
   "$@" >"$log" 2>&1 &
   pids+=($!)
+  local addr=""
   for _ in $(seq 1 100); do
-    addr=$(grep -o 'addr=[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)
-    [ -n "$addr" ] && { echo "$addr"; return; }
+    addr=$(grep -o 'addr=[0-9.:]*' "$log" | sed -n 1p | cut -d= -f2 || true)
+    [ -n "$addr" ] && { printf -v "$var" '%s' "$addr"; return; }
     sleep 0.1
   done
   echo "server did not start: $(cat "$log")" >&2; exit 1
 }
 
 export PAYLOAD=bench/payload-3-alerts.json
-bare=$(start "$work/bare.log" target/release/examples/bare_parse 127.0.0.1:0)
+start bare "$work/bare.log" target/release/examples/bare_parse 127.0.0.1:0
 # The acknowledgement path alone: journal durable, worker off.
-intake=$(start "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::app=info \
+start intake "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::app=info \
   target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/intake.db" \
-  --rules rules --webhook-token bench-token --intake-only)
+  --rules rules --webhook-token bench-token --intake-only
 # The whole service: the worker decides every alert meanwhile (no cluster:
 # each rollback decision is journaled as not done and logged at ERROR).
-durable=$(start "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::app=info KUBECONFIG=/nonexistent \
+start durable "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::app=info KUBECONFIG=/nonexistent \
   target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/journal.db" \
-  --rules rules --webhook-token bench-token)
+  --rules rules --webhook-token bench-token
 
 run() {
   local name=$1 addr=$2
