@@ -701,6 +701,12 @@ impl Rules {
             .expect("embedded rules are valid")
     }
 
+    /// The rule named `name` (a decision's `rule`), if any.
+    pub fn named(&self, name: Option<&str>) -> Option<&Rule> {
+        let name = name?;
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+
     /// The first rule whose matchers all hold for `labels`.
     pub fn first_match(&self, labels: &LabelSet) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.matches(labels))

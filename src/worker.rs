@@ -194,9 +194,7 @@ impl Worker {
             incident.channel = self
                 .state
                 .rules
-                .rules
-                .iter()
-                .find(|r| decision.rule.as_deref() == Some(r.name.as_str()))
+                .named(decision.rule.as_deref())
                 .and_then(|r| r.slack_channel.clone());
         }
         incident
@@ -479,9 +477,7 @@ impl Worker {
                 let policy = self
                     .state
                     .rules
-                    .rules
-                    .iter()
-                    .find(|r| Some(r.name.as_str()) == decision.rule.as_deref())
+                    .named(decision.rule.as_deref())
                     .and_then(|r| r.gitops)
                     .unwrap_or(guard.config.gitops);
                 let check = guard

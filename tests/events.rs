@@ -275,24 +275,10 @@ async fn operator_api_is_closed_when_no_operator_token_is_configured() {
 #[tokio::test]
 async fn health_readiness_and_metrics_report_the_pipeline() {
     let server = TestServer::start().await;
-    let h: Value = server
-        .client
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, h) = server.get_open_json("/healthz").await;
     assert_eq!(h["status"], "ok");
-    let r = server
-        .client
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let r: Value = r.json().await.unwrap();
+    let (status, r) = server.get_open_json("/readyz").await;
+    assert_eq!(status, 200);
     assert_eq!(r["checks"]["rules"], "5 rules loaded");
 
     let receipt: Value = server.post_webhook(FIRING).await.json().await.unwrap();

@@ -128,15 +128,7 @@ async fn firing_group_rolls_back_exactly_the_decided_workloads_once() {
         m.contains(r#"rollbackd_rollbacks_total{outcome="already_rolled_back"} 2"#),
         "{m}"
     );
-    let ready: Value = server
-        .client
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = server.get_open_json("/readyz").await;
     assert!(
         ready["checks"]["cluster"]
             .as_str()

@@ -75,6 +75,14 @@ async fn bad_statefulset_and_daemonset(fake: &FakeKube) {
     agent.set_image("agent:2-bad");
 }
 
+/// Follows shop/deployment/web's rollout for at most `deadline`.
+async fn follow_web(fake: &FakeKube, deadline: Duration) -> FollowOutcome {
+    let client = engine(fake).client().clone();
+    follow(&client, WorkloadKind::Deployment, "shop", "web", deadline)
+        .await
+        .unwrap()
+}
+
 fn revisions(web: &fakekube::Workload) -> Vec<(i64, String)> {
     web.history()
         .into_iter()
@@ -642,16 +650,7 @@ async fn watch_reports_a_stalled_rollout() {
         .await
         .unwrap();
     assert!(web.expire_progress_deadline());
-    let client = engine(&fake).client().clone();
-    let outcome = follow(
-        &client,
-        WorkloadKind::Deployment,
-        "shop",
-        "web",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let outcome = follow_web(&fake, Duration::from_secs(60)).await;
     assert_eq!(
         outcome,
         FollowOutcome::Stalled {
@@ -670,17 +669,8 @@ async fn watch_gives_up_at_the_rules_deadline() {
         .undo(&request(WorkloadKind::Deployment, "shop", "web"))
         .await
         .unwrap();
-    let client = engine(&fake).client().clone();
     // Paused clock: the 30 s pass as soon as nothing else can happen.
-    let outcome = follow(
-        &client,
-        WorkloadKind::Deployment,
-        "shop",
-        "web",
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let outcome = follow_web(&fake, Duration::from_secs(30)).await;
     assert!(
         matches!(outcome, FollowOutcome::DeadlineMissed { .. }),
         "{outcome:?}"

@@ -239,14 +239,8 @@ async fn locked_journal_answers_503_so_alertmanager_retries_and_nothing_is_ackno
         "{body}"
     );
 
-    let ready = server
-        .client
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 503);
-    let ready: Value = ready.json().await.unwrap();
+    let (status, ready) = server.get_open_json("/readyz").await;
+    assert_eq!(status, 503);
     assert_eq!(ready["ready"], false);
 
     other.execute_batch("ROLLBACK").unwrap();
@@ -255,15 +249,7 @@ async fn locked_journal_answers_503_so_alertmanager_retries_and_nothing_is_ackno
     assert_eq!(resp.status().as_u16(), 200);
     let receipt: Value = resp.json().await.unwrap();
     assert_eq!(receipt["id"], 1);
-    let ready: Value = server
-        .client
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = server.get_open_json("/readyz").await;
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["checks"]["journal"], "writable");
     server.stop().await;

@@ -118,6 +118,18 @@ impl TestServer {
             .unwrap()
     }
 
+    /// An endpoint without credentials (`/healthz`, `/readyz`): status and
+    /// JSON body.
+    pub async fn get_open_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let url = format!("{}/metrics", self.url);
