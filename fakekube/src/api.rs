@@ -8,11 +8,12 @@
 
 use crate::controller;
 use crate::defaults;
+use crate::fields;
 use crate::patch::{self, PatchType};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{all_types, State};
+use crate::store::{all_types, key, State};
 use crate::util::{dig, dig_mut, dig_str, hex, unhex};
 use serde_json::{json, Map, Value};
 
@@ -258,7 +259,18 @@ pub(crate) fn update(
     Ok(stored)
 }
 
-/// PATCH: apply `body` (of `ptype`) to `name` in `ns`, then update.
+/// Who writes, for field ownership: the `fieldManager` and, for an apply,
+/// `force`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Writer<'a> {
+    /// `fieldManager`.
+    pub manager: Option<&'a str>,
+    /// `force=true` (apply only).
+    pub force: bool,
+}
+
+/// PATCH: apply `body` (of `ptype`) to `name` in `ns`, then update; the
+/// writer owns the fields it sets.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn patch(
     st: &mut State,
@@ -269,6 +281,7 @@ pub(crate) fn patch(
     body: &[u8],
     dry_run: bool,
     status_only: bool,
+    writer: Writer<'_>,
 ) -> Result<Value, ApiError> {
     let Some(current) = st.get(res, ns, name).cloned() else {
         return Err(ApiError::not_found(res, name));
@@ -284,12 +297,42 @@ pub(crate) fn patch(
         }
         PatchType::Strategic => patch::strategic_merge_patch(&current, body)?,
         PatchType::Apply => {
-            return Err(ApiError::unsupported_media_type(
-                "fakekube does not implement server-side apply (application/apply-patch+yaml); use a JSON, merge or strategic merge patch",
-            ))
+            let config: Value = serde_norway::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            let applied = fields::apply(st, res, &current, &config, writer.manager, writer.force)?;
+            let stored = update(st, res, ns, name, applied.object, dry_run, status_only)?;
+            if !dry_run {
+                st.fields.insert(key(res, ns, name), applied.owners);
+            }
+            return Ok(stored);
         }
     };
-    update(st, res, ns, name, patched, dry_run, status_only)
+    let stored = update(st, res, ns, name, patched, dry_run, status_only)?;
+    if !dry_run {
+        record_writer(st, res, Some(&current), &stored, writer);
+    }
+    Ok(stored)
+}
+
+/// Gives `writer` the fields an update or create changed.
+pub(crate) fn record_writer(
+    st: &mut State,
+    res: &'static ResourceType,
+    before: Option<&Value>,
+    after: &Value,
+    writer: Writer<'_>,
+) {
+    let k = key(
+        res,
+        dig_str(after, &["metadata", "namespace"]),
+        dig_str(after, &["metadata", "name"]),
+    );
+    fields::record_update(
+        st.fields.entry(k).or_default(),
+        before,
+        after,
+        writer.manager,
+    );
 }
 
 /// DELETE: remove `name` in `ns` (with optional resourceVersion / uid

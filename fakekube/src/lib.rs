@@ -83,11 +83,14 @@
 //!   `DeepHashObject`: names have the real shape but not the real value.
 //! - Strategic merge patch: merge patch plus `$patch: replace|delete` and
 //!   merge keys for the common pod-spec lists; no `$retainKeys`,
-//!   `$setElementOrder` ordering or `$deleteFromPrimitiveList`. Server-side
-//!   apply answers 415.
+//!   `$setElementOrder` ordering or `$deleteFromPrimitiveList`.
+//! - Server-side apply keeps field ownership per manager (conflicts, `force`,
+//!   fields an applier drops) for map fields, lists whole, in a table beside
+//!   the object: no `managedFields` in responses, and apply does not create
+//!   a missing object.
 //! - Paging serves continued pages from the current state, not a snapshot.
 //!   Core and `events.k8s.io` Events are two stores. Namespaces need not
-//!   exist. No admission, RBAC, managedFields, finalizers or deletion
+//!   exist. No admission, RBAC, finalizers or deletion
 //!   grace: deletes are immediate, dependents are collected at once.
 //! - Validation covers what a rollback can trip (selector vs template
 //!   labels, required fields, immutable selector).
@@ -99,6 +102,7 @@ mod api;
 mod controller;
 mod defaults;
 mod dsl;
+mod fields;
 mod log;
 mod patch;
 mod resources;

@@ -14,7 +14,7 @@ pub enum PatchType {
     Merge,
     /// `application/strategic-merge-patch+json`.
     Strategic,
-    /// `application/apply-patch+yaml` (server-side apply; refused with 415).
+    /// `application/apply-patch+yaml` (server-side apply, see `fields`).
     Apply,
 }
 

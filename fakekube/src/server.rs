@@ -362,6 +362,10 @@ fn object_request(
         params,
     );
     let ok = |code: u16, v: Value| Ok(json_response(code, &v));
+    let writer = api::Writer {
+        manager: param(params, "fieldManager"),
+        force: param(params, "force") == Some("true"),
+    };
     match (verb, name) {
         ("watch", name) => {
             let mut q = list_query(params)?;
@@ -378,25 +382,22 @@ fn object_request(
         }
         ("create", None) => {
             let obj = parse_body(body, content_type)?;
-            ok(
-                201,
-                api::create(&mut cluster.lock(), res, &nsv, obj, dry_run)?,
-            )
+            let mut st = cluster.lock();
+            let stored = api::create(&mut st, res, &nsv, obj, dry_run)?;
+            if !dry_run {
+                api::record_writer(&mut st, res, None, &stored, writer);
+            }
+            ok(201, stored)
         }
         ("update", Some(name)) => {
             let obj = parse_body(body, content_type)?;
-            ok(
-                200,
-                api::update(
-                    &mut cluster.lock(),
-                    res,
-                    &nsv,
-                    &name,
-                    obj,
-                    dry_run,
-                    status_only,
-                )?,
-            )
+            let mut st = cluster.lock();
+            let before = st.get(res, &nsv, &name).cloned();
+            let stored = api::update(&mut st, res, &nsv, &name, obj, dry_run, status_only)?;
+            if !dry_run {
+                api::record_writer(&mut st, res, before.as_ref(), &stored, writer);
+            }
+            ok(200, stored)
         }
         ("patch", Some(name)) => {
             let Some(ptype) = content_type.and_then(PatchType::from_content_type) else {
@@ -420,6 +421,7 @@ fn object_request(
                     body,
                     dry_run,
                     status_only,
+                    writer,
                 )?,
             )
         }

@@ -6,6 +6,7 @@
 //! [`crate::controller`] the controllers.
 
 use crate::controller::ControllerState;
+use crate::fields::Owners;
 use crate::resources::{ResourceType, RESOURCES};
 use crate::util::{self, dig, dig_mut, Clock};
 use serde_json::{json, Value};
@@ -90,6 +91,8 @@ pub(crate) struct State {
     pub clock: Arc<Clock>,
     /// Rollout modes and progress of the workload controllers.
     pub ctl: ControllerState,
+    /// Field ownership of every object (server-side apply).
+    pub fields: BTreeMap<ObjKey, Owners>,
 }
 
 impl State {
@@ -106,6 +109,7 @@ impl State {
             tx,
             clock,
             ctl: ControllerState::default(),
+            fields: BTreeMap::new(),
         }
     }
 
@@ -183,6 +187,7 @@ impl State {
         ns: &str,
         name: &str,
     ) -> Option<Value> {
+        self.fields.remove(&key(res, ns, name));
         let mut obj = self.objects.remove(&key(res, ns, name))?;
         self.rv += 1;
         let rv = self.rv;

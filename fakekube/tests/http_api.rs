@@ -208,10 +208,116 @@ async fn merge_and_strategic_patches() {
         .await;
     assert_eq!(code, 415);
     assert_eq!(status["reason"], "UnsupportedMediaType");
-    let (code, _) = http
-        .patch(ks_path, "application/apply-patch+yaml", "spec: {}")
+    // An apply configuration names its type.
+    let (code, status) = http
+        .patch(
+            &format!("{ks_path}?fieldManager=flux"),
+            "application/apply-patch+yaml",
+            "spec: {}",
+        )
         .await;
-    assert_eq!(code, 415);
+    assert_eq!(code, 400, "{status}");
+}
+
+const APPLY: &str = "application/apply-patch+yaml";
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/rollbackd";
+
+fn lease_apply(holder: &str) -> String {
+    format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nspec:\n  holderIdentity: {holder}\n  leaseDurationSeconds: 15\n"
+    )
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_with_another_managers_field() {
+    let fake = FakeKube::start().await;
+    fake.create(
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "rollbackd", "namespace": "ops"}, "spec": {}}),
+    )
+    .unwrap();
+    let http = Http::new(&fake);
+    let (code, body) = http.patch(LEASE, APPLY, &lease_apply("a")).await;
+    assert_eq!(code, 400, "apply needs a field manager: {body}");
+
+    let (code, lease) = http
+        .patch(&format!("{LEASE}?fieldManager=a"), APPLY, &lease_apply("a"))
+        .await;
+    assert_eq!(code, 200, "{lease}");
+    assert_eq!(lease["spec"]["holderIdentity"], "a");
+    // The same value from another manager is no conflict (shared field).
+    let (code, _) = http
+        .patch(&format!("{LEASE}?fieldManager=b"), APPLY, &lease_apply("a"))
+        .await;
+    assert_eq!(code, 200);
+
+    let (code, status) = http
+        .patch(&format!("{LEASE}?fieldManager=b"), APPLY, &lease_apply("b"))
+        .await;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Apply failed with 1 conflict: conflict with \"a\" using coordination.k8s.io/v1: .spec.holderIdentity"
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldManagerConflict"
+    );
+    assert_eq!(
+        fake.get("leases", "ops", "rollbackd").unwrap()["spec"]["holderIdentity"],
+        "a"
+    );
+
+    // Forced, b takes the field over; a's next apply conflicts in turn.
+    let (code, lease) = http
+        .patch(
+            &format!("{LEASE}?fieldManager=b&force=true"),
+            APPLY,
+            &lease_apply("b"),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    let (code, _) = http
+        .patch(&format!("{LEASE}?fieldManager=a"), APPLY, &lease_apply("a"))
+        .await;
+    assert_eq!(code, 409);
+
+    // An update that removes the field frees it: the next apply succeeds.
+    let (code, lease) = http
+        .patch(
+            &format!("{LEASE}?fieldManager=c"),
+            STRATEGIC_PATCH,
+            r#"{"spec":{"holderIdentity":null}}"#,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(lease["spec"].get("holderIdentity").is_none(), "{lease}");
+    let (code, lease) = http
+        .patch(&format!("{LEASE}?fieldManager=a"), APPLY, &lease_apply("a"))
+        .await;
+    assert_eq!(code, 200, "{lease}");
+    assert_eq!(lease["spec"]["holderIdentity"], "a");
+
+    // A field an applier stops applying is removed, unless another manager
+    // also owns it (b applied the same leaseDurationSeconds).
+    let with_transitions = format!("{}  leaseTransitions: 1\n", lease_apply("a"));
+    let (code, lease) = http
+        .patch(&format!("{LEASE}?fieldManager=a"), APPLY, &with_transitions)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    let (code, lease) = http
+        .patch(
+            &format!("{LEASE}?fieldManager=a"),
+            APPLY,
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nspec:\n  holderIdentity: a\n",
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(lease["spec"].get("leaseTransitions").is_none(), "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 15, "{lease}");
 }
 
 #[tokio::test]
