@@ -310,7 +310,7 @@ impl Delivery {
                 pace.failures += 1;
                 let wait = backoff(pace.failures);
                 wait_at_least(pace, wait);
-                Stats::add(&stats.retried, 1);
+                Stats::add(&stats.transient, 1);
                 tracing::warn!(
                     incident = %incident,
                     channel = %channel,
@@ -327,6 +327,7 @@ impl Delivery {
                 .await
             }
             Outcome::MessageGone { error } => {
+                Stats::add(&stats.message_gone, 1);
                 tracing::warn!(
                     incident = %incident,
                     channel = %channel,
@@ -373,12 +374,18 @@ impl Delivery {
         tracing::error!(row = id, reason = %reason, "unreadable Slack outbox row; giving it up");
         let wall = self.shared.clock.now();
         let error = format!("unreadable: {reason}");
-        if let Err(e) = outbox::write(&self.shared.journal, move |c| {
+        let closed = outbox::write(&self.shared.journal, move |c| {
             outbox::failed(c, id, wall, &error)
         })
-        .await
-        {
-            tracing::error!(row = id, error = %e, "cannot close an unreadable Slack outbox row");
+        .await;
+        match closed {
+            Ok(superseded) => {
+                Stats::add(&self.shared.stats.failed, 1);
+                Stats::add(&self.shared.stats.superseded, superseded as u64);
+            }
+            Err(e) => {
+                tracing::error!(row = id, error = %e, "cannot close an unreadable Slack outbox row")
+            }
         }
     }
 }

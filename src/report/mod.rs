@@ -28,10 +28,10 @@
 //! Secrets (the webhook URL, the bot token) never reach a log line, an error
 //! message or the outbox: errors are stripped of URLs and redacted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
@@ -39,6 +39,7 @@ use crate::app::Clock;
 use crate::config::Secret;
 use crate::decide::{Decision, Target};
 use crate::journal::{Journal, JournalError};
+use crate::metrics::SlackCounters;
 use crate::parse::{Alert, AlertStatus, LabelSet};
 use crate::rules::DecisionKind;
 
@@ -266,6 +267,17 @@ impl Incident {
             notes: Vec::new(),
         }
     }
+
+    /// Whether the rollback met its rule's deadline, once known: the
+    /// deadline is the time from the alert's start to a healthy rollout, so
+    /// a rollout that ended any other way (stalled, not done in time) missed
+    /// it, however soon it ended. `None` before the rollout's end or without
+    /// a deadline. The metrics count the same misses.
+    pub fn deadline_met(&self) -> Option<bool> {
+        let took = self.time_to_rollback_secs?;
+        let deadline = self.deadline_secs?;
+        Some(self.stage == Stage::Healthy && took <= deadline as f64)
+    }
 }
 
 /// How rollbackd reaches Slack.
@@ -292,7 +304,8 @@ pub enum SlackConfig {
     },
 }
 
-/// Delivery counts since start, for tests and (later) metrics.
+/// Delivery counts since start (the same counters `/metrics` exports as
+/// `rollbackd_slack_*`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryStats {
     /// Reports written to the outbox.
@@ -309,31 +322,33 @@ pub struct DeliveryStats {
     pub rate_limited: u64,
 }
 
-#[derive(Default)]
-struct Stats {
-    queued: AtomicU64,
-    delivered: AtomicU64,
-    superseded: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-    rate_limited: AtomicU64,
-}
+/// The counters delivery counts with: the metrics' own series when the
+/// reporter was built with them.
+struct Stats(SlackCounters);
 
 impl Stats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
     fn snapshot(&self) -> DeliveryStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let c = &self.0;
         DeliveryStats {
-            queued: get(&self.queued),
-            delivered: get(&self.delivered),
-            superseded: get(&self.superseded),
-            failed: get(&self.failed),
-            retried: get(&self.retried),
-            rate_limited: get(&self.rate_limited),
+            queued: c.queued.get(),
+            delivered: c.delivered.get(),
+            superseded: c.superseded.get(),
+            failed: c.failed.get(),
+            retried: c.transient.get(),
+            rate_limited: c.rate_limited.get(),
         }
+    }
+}
+
+impl std::ops::Deref for Stats {
+    type Target = SlackCounters;
+
+    fn deref(&self) -> &SlackCounters {
+        &self.0
     }
 }
 
@@ -352,15 +367,26 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for `config`, keeping its outbox in `journal`.
+    /// A reporter for `config`, keeping its outbox in `journal`, counting
+    /// on counters of its own.
     pub fn new(config: SlackConfig, journal: Journal, clock: Arc<dyn Clock>) -> Reporter {
+        Reporter::with_metrics(config, journal, clock, SlackCounters::default())
+    }
+
+    /// A reporter that counts on `counters` (the metrics' Slack series).
+    pub fn with_metrics(
+        config: SlackConfig,
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+        counters: SlackCounters,
+    ) -> Reporter {
         Reporter {
             shared: Arc::new(Shared {
                 slack: slack::SlackClient::new(config),
                 journal,
                 clock,
                 wake: Notify::new(),
-                stats: Stats::default(),
+                stats: Stats(counters),
             }),
         }
     }
@@ -373,6 +399,12 @@ impl Reporter {
     /// Delivery counts since this reporter was built.
     pub fn stats(&self) -> DeliveryStats {
         self.shared.stats.snapshot()
+    }
+
+    /// Reports in the outbox not yet closed (delivered, superseded or given
+    /// up): what a Slack outage holds back.
+    pub async fn pending(&self) -> Result<usize, JournalError> {
+        self.shared.journal.read(outbox::open_count).await
     }
 
     /// Records `incident`'s latest state in the outbox (durably: `Ok` means

@@ -117,6 +117,16 @@ pub(super) fn open_rows(conn: &Connection) -> Result<Vec<OpenRow>, JournalError>
     Ok(rows)
 }
 
+/// How many rows are open.
+pub(super) fn open_count(conn: &Connection) -> Result<usize, JournalError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
 /// The payload, attempt count and the incident's posted message of row
 /// `id`.
 pub(super) fn load(conn: &Connection, id: i64) -> Result<Loaded, JournalError> {

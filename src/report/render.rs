@@ -156,7 +156,7 @@ fn fields(incident: &Incident) -> Value {
 fn timing(incident: &Incident) -> Option<String> {
     match (incident.time_to_rollback_secs, incident.deadline_secs) {
         (Some(took), Some(deadline)) => {
-            let verdict = if took <= deadline as f64 {
+            let verdict = if incident.deadline_met() == Some(true) {
                 "met :white_check_mark:"
             } else {
                 "missed :alarm_clock:"
@@ -496,6 +496,22 @@ mod tests {
         i.time_to_rollback_secs = None;
         i.deadline_secs = Some(300);
         assert_eq!(timing(&i).unwrap(), "deadline 5 min");
+    }
+
+    #[test]
+    fn a_rollout_that_never_got_healthy_missed_its_deadline_however_soon_it_ended() {
+        // The deadline runs from the alert's start to a healthy rollout.
+        let mut i = incident();
+        i.stage = Stage::Stalled;
+        assert_eq!(i.deadline_met(), Some(false));
+        assert_eq!(
+            timing(&i).unwrap(),
+            "12.4 s, deadline 30 s: missed :alarm_clock:"
+        );
+        i.stage = Stage::Healthy;
+        assert_eq!(i.deadline_met(), Some(true));
+        i.time_to_rollback_secs = None;
+        assert_eq!(i.deadline_met(), None, "not judged before the end");
     }
 
     #[test]
