@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::journal::{Event, EventQuery, JournalError};
-use crate::metrics::WebhookOutcome;
+use crate::metrics::{Format, WebhookOutcome};
 use crate::parse::ParseError;
 use crate::replay::{replay, ReplayReceipt};
 use crate::webhook::{check_operator_auth, receive};
@@ -285,6 +285,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
         },
         "dry_run": app.settings.dry_run,
         "worker": if app.settings.intake_only { "off (intake only)" } else { "running" },
+        // Every role is ready: a follower journals webhooks and hands
+        // them to the leader.
+        "role": app.leadership.role().as_str(),
     });
     let status = if ready {
         StatusCode::OK
@@ -294,13 +297,28 @@ async fn readyz(State(app): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
+/// `GET /metrics`: OpenMetrics when the scraper asks for it (Prometheus
+/// does), the classic text format otherwise. The depth gauges are read from
+/// the journal first, so they are exact at every scrape, with or without a
+/// worker running.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let depth = app.journal.depth().await;
+    let slack = app.reporter.pending().await;
+    match (depth, slack) {
+        (Ok(depth), Ok(slack)) => app.metrics.set_depth(depth.webhooks, depth.holds, slack),
+        // The last values stay; the scrape still answers.
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the journal's depth for /metrics")
+        }
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        app.metrics.encode(format),
     )
         .into_response()
 }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::config::{RulesSource, Settings};
 use crate::guard::Guard;
 use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
+use crate::leader::{Election, ElectionError, Leadership, Peer};
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::rules::{Rules, RulesError};
@@ -93,6 +94,8 @@ pub struct AppState {
     pub cluster: Cluster,
     /// Reports incidents to Slack through the journal's outbox.
     pub reporter: Reporter,
+    /// Leader, follower, or the only replica.
+    pub leadership: Leadership,
 }
 
 impl AppState {
@@ -111,6 +114,15 @@ pub enum StartError {
     /// Journal could not be opened.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Leader election could not start.
+    #[error(transparent)]
+    Election(#[from] ElectionError),
+    /// Leader election on a wildcard listen address without an address to
+    /// advertise.
+    #[error(
+        "leader election: set ROLLBACKD_ADVERTISE_ADDRESS (pod IP:port); the listen address {0} is not one peers can reach"
+    )]
+    NoAdvertiseAddress(std::net::SocketAddr),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -142,7 +154,12 @@ impl AppState {
         let observed = metrics.clone();
         let observer: CommitObserver = Arc::new(move |took, n| observed.journal_commit(took, n));
         let journal = Journal::open(&settings.journal, journal_options, Some(observer))?;
-        let reporter = Reporter::new(settings.slack.clone(), journal.clone(), clock.clone());
+        let reporter = Reporter::with_metrics(
+            settings.slack.clone(),
+            journal.clone(),
+            clock.clone(),
+            metrics.slack.clone(),
+        );
         let guard = Arc::new(Guard::new(rules.guard.clone(), clock.clone()));
         Ok(AppState {
             settings: Arc::new(settings),
@@ -154,6 +171,7 @@ impl AppState {
             guard,
             cluster,
             reporter,
+            leadership: Leadership::single(),
         })
     }
 }
@@ -166,11 +184,12 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     worker: Option<JoinHandle<()>>,
     reporter: Option<JoinHandle<()>>,
+    election: Option<Election>,
 }
 
 impl Server {
     /// Binds, starts the HTTP server and (unless intake-only) the worker.
-    pub async fn start(state: AppState) -> Result<Server, StartError> {
+    pub async fn start(mut state: AppState) -> Result<Server, StartError> {
         let listener = TcpListener::bind(state.settings.listen)
             .await
             .map_err(|e| StartError::Bind {
@@ -181,6 +200,30 @@ impl Server {
             addr: state.settings.listen,
             reason: e.to_string(),
         })?;
+        let election = match &state.settings.leader_election {
+            Some(settings) => {
+                let client = match state.cluster.engine() {
+                    Ok(engine) => engine.client().clone(),
+                    Err(why) => return Err(ElectionError::NoCluster(why.to_string()).into()),
+                };
+                let address = match &settings.advertise_address {
+                    Some(a) => a.clone(),
+                    None if addr.ip().is_unspecified() => {
+                        return Err(StartError::NoAdvertiseAddress(addr))
+                    }
+                    None => addr.to_string(),
+                };
+                let me = Peer {
+                    identity: settings.identity.clone(),
+                    address,
+                };
+                let (leadership, election) =
+                    Election::start(client, settings, me, state.metrics.clone()).await?;
+                state.leadership = leadership;
+                Some(election)
+            }
+            None => None,
+        };
         let (shutdown, mut stop_http) = watch::channel(false);
         let worker = if state.settings.intake_only {
             None
@@ -208,6 +251,7 @@ impl Server {
             http,
             worker,
             reporter,
+            election,
         })
     }
 
@@ -221,6 +265,10 @@ impl Server {
         }
         if let Some(reporter) = self.reporter {
             let _ = reporter.await;
+        }
+        // Last: the worker no longer acts, so the next leader may.
+        if let Some(election) = self.election {
+            election.release().await;
         }
     }
 }

@@ -97,6 +97,28 @@ pub enum ConfigError {
          webhook posts to the channel it was created for"
     )]
     SlackChannelWithoutToken,
+    /// Lease timings that cannot work.
+    #[error(
+        "leader election: the renew grace ({renew_grace} s) must be shorter than the lease \
+         duration ({lease_duration} s)"
+    )]
+    LeaseTiming {
+        /// Seconds.
+        lease_duration: u64,
+        /// Seconds.
+        renew_grace: u64,
+    },
+    /// Leader election without a name for this replica.
+    #[error(
+        "leader election needs this replica's name: set ROLLBACKD_IDENTITY (the pod name) or HOSTNAME"
+    )]
+    NoIdentity,
+    /// An identity that cannot be told apart from the address in the Lease.
+    #[error("ROLLBACKD_IDENTITY must not contain '@' (the Lease holds identity@address)")]
+    BadIdentity,
+    /// Not host:port.
+    #[error("advertise address {0:?} is not host:port")]
+    AdvertiseAddress(String),
     /// A Slack URL that is not an http(s) URL (the value is not repeated:
     /// a webhook URL is a secret).
     #[error("the {what} is not an http(s) URL")]
@@ -177,6 +199,33 @@ pub struct ServeArgs {
     /// Slack Web API base URL [default: https://slack.com/api].
     #[arg(long, env = "ROLLBACKD_SLACK_API_URL")]
     pub slack_api_url: Option<String>,
+    /// Run several replicas: elect one through a Lease; it spends the rate
+    /// budgets and runs holds, the others hand their webhooks to it.
+    #[arg(long, env = "ROLLBACKD_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// Name of the Lease [default: rollbackd].
+    #[arg(long, env = "ROLLBACKD_LEADER_ELECT_LEASE_NAME")]
+    pub leader_elect_lease_name: Option<String>,
+    /// Namespace of the Lease [default: POD_NAMESPACE, else the kubeconfig's
+    /// namespace].
+    #[arg(long, env = "ROLLBACKD_LEADER_ELECT_NAMESPACE")]
+    pub leader_elect_namespace: Option<String>,
+    /// Seconds a leader's Lease stays valid after its last renewal; a
+    /// replica takes over this long after the leader stops renewing
+    /// [default: 15].
+    #[arg(long, env = "ROLLBACKD_LEADER_ELECT_LEASE_DURATION")]
+    pub leader_elect_lease_duration: Option<u64>,
+    /// The leader renews this many seconds before its Lease runs out
+    /// [default: 5].
+    #[arg(long, env = "ROLLBACKD_LEADER_ELECT_RENEW_GRACE")]
+    pub leader_elect_renew_grace: Option<u64>,
+    /// This replica's name in the Lease [default: $HOSTNAME, the pod name].
+    #[arg(long, env = "ROLLBACKD_IDENTITY")]
+    pub identity: Option<String>,
+    /// host:port at which the other replicas reach this one (the pod IP and
+    /// port) [default: the listen address, when it names one host].
+    #[arg(long, env = "ROLLBACKD_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
 }
 
 /// The config file's keys (same names as the flags, with underscores).
@@ -203,6 +252,13 @@ struct FileConfig {
     slack_bot_token_file: Option<PathBuf>,
     slack_channel: Option<String>,
     slack_api_url: Option<String>,
+    leader_elect: Option<bool>,
+    leader_elect_lease_name: Option<String>,
+    leader_elect_namespace: Option<String>,
+    leader_elect_lease_duration: Option<u64>,
+    leader_elect_renew_grace: Option<u64>,
+    identity: Option<String>,
+    advertise_address: Option<String>,
 }
 
 /// Where the rules come from.
@@ -253,7 +309,32 @@ pub struct Settings {
     pub intake_only: bool,
     /// Where reports go.
     pub slack: SlackConfig,
+    /// Leader election among replicas, when enabled.
+    pub leader_election: Option<LeaderElection>,
 }
+
+/// How replicas elect the one that spends the rate budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// The Lease's name.
+    pub lease_name: String,
+    /// Its namespace; `None`: the client's default namespace.
+    pub namespace: Option<String>,
+    /// Seconds the Lease is valid after a renewal.
+    pub lease_duration: u64,
+    /// Seconds before expiry the leader renews.
+    pub renew_grace: u64,
+    /// This replica's name.
+    pub identity: String,
+    /// host:port peers reach this replica at; `None`: the bound listen
+    /// address (checked at start).
+    pub advertise_address: Option<String>,
+}
+
+/// Default Lease duration, as client-go's leader election.
+pub const DEFAULT_LEASE_DURATION: u64 = 15;
+/// Default renew grace: the leader renews 10 s into a 15 s Lease.
+pub const DEFAULT_RENEW_GRACE: u64 = 5;
 
 /// Default listen address: all interfaces, port 9095 (next to
 /// Alertmanager's 9093/9094, as DESIGN.md fixes it).
@@ -271,6 +352,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let slack = slack_config(args, &file)?;
+        let leader_election = leader_election(args, &file)?;
         let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
         let rules = match args.rules.clone().or(file.rules) {
             Some(dir) => RulesSource::Dir(dir),
@@ -327,8 +409,71 @@ impl Settings {
             insecure_no_auth,
             intake_only: args.intake_only.or(file.intake_only).unwrap_or(false),
             slack,
+            leader_election,
         })
     }
+}
+
+/// Leader election settings, when `leader_elect` is on.
+fn leader_election(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<LeaderElection>, ConfigError> {
+    if !args.leader_elect.or(file.leader_elect).unwrap_or(false) {
+        return Ok(None);
+    }
+    let pick = |a: &Option<String>, f: &Option<String>| {
+        a.clone()
+            .or_else(|| f.clone())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let lease_duration = args
+        .leader_elect_lease_duration
+        .or(file.leader_elect_lease_duration)
+        .unwrap_or(DEFAULT_LEASE_DURATION);
+    let renew_grace = args
+        .leader_elect_renew_grace
+        .or(file.leader_elect_renew_grace)
+        .unwrap_or(DEFAULT_RENEW_GRACE);
+    if renew_grace >= lease_duration || lease_duration > i32::MAX as u64 {
+        return Err(ConfigError::LeaseTiming {
+            lease_duration,
+            renew_grace,
+        });
+    }
+    let identity = pick(&args.identity, &file.identity)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .ok_or(ConfigError::NoIdentity)?;
+    if identity.contains('@') {
+        return Err(ConfigError::BadIdentity);
+    }
+    let advertise_address = pick(&args.advertise_address, &file.advertise_address);
+    if let Some(addr) = &advertise_address {
+        check_host_port(addr)?;
+    }
+    Ok(Some(LeaderElection {
+        lease_name: pick(&args.leader_elect_lease_name, &file.leader_elect_lease_name)
+            .unwrap_or_else(|| "rollbackd".into()),
+        namespace: pick(&args.leader_elect_namespace, &file.leader_elect_namespace).or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+        }),
+        lease_duration,
+        renew_grace,
+        identity,
+        advertise_address,
+    }))
+}
+
+/// `host:port`, with a port number.
+fn check_host_port(addr: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::AdvertiseAddress(addr.to_string());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// The Slack transport: an incoming webhook or a bot token with a channel,
@@ -604,5 +749,61 @@ mod tests {
             }),
             "Slack webhook URL is given both as a value and as a file; give one"
         );
+    }
+
+    #[test]
+    fn leader_election_settings_are_checked() {
+        let base = ServeArgs {
+            insecure_no_auth: Some(true),
+            leader_elect: Some(true),
+            identity: Some("rollbackd-0".into()),
+            ..Default::default()
+        };
+        let le = Settings::resolve(&base).unwrap().leader_election.unwrap();
+        assert_eq!(
+            (le.lease_name.as_str(), le.lease_duration, le.renew_grace),
+            ("rollbackd", 15, 5)
+        );
+        assert_eq!(le.advertise_address, None);
+        let err = |args: ServeArgs| Settings::resolve(&args).unwrap_err().to_string();
+        assert_eq!(
+            err(ServeArgs {
+                leader_elect_lease_duration: Some(5),
+                leader_elect_renew_grace: Some(5),
+                ..base.clone()
+            }),
+            "leader election: the renew grace (5 s) must be shorter than the lease duration (5 s)"
+        );
+        assert_eq!(
+            err(ServeArgs {
+                identity: Some("a@b".into()),
+                ..base.clone()
+            }),
+            "ROLLBACKD_IDENTITY must not contain '@' (the Lease holds identity@address)"
+        );
+        for bad in ["10.0.0.1", "10.0.0.1:0", ":9095", "http://x:1", "h:port"] {
+            assert_eq!(
+                err(ServeArgs {
+                    advertise_address: Some(bad.into()),
+                    ..base.clone()
+                }),
+                format!("advertise address {bad:?} is not host:port")
+            );
+        }
+        let ok = Settings::resolve(&ServeArgs {
+            advertise_address: Some("10.0.3.7:9095".into()),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            ok.leader_election.unwrap().advertise_address.as_deref(),
+            Some("10.0.3.7:9095")
+        );
+        let off = Settings::resolve(&ServeArgs {
+            leader_elect: None,
+            ..base
+        })
+        .unwrap();
+        assert_eq!(off.leader_election, None);
     }
 }

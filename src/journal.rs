@@ -159,6 +159,8 @@ pub struct PendingWebhook {
     pub dry_run: bool,
     /// Parsed form.
     pub notification: Notification,
+    /// The body as received (what a follower hands to the leader).
+    pub raw: Vec<u8>,
 }
 
 /// A hold to start.
@@ -390,6 +392,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (incident, channel)
     );",
 ];
+
+/// Work waiting in the journal (`Journal::depth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalDepth {
+    /// Webhooks journaled and not yet processed.
+    pub webhooks: usize,
+    /// `rollback-after` holds waiting for their time.
+    pub holds: usize,
+}
 
 /// A write another module defines (holds, the report outbox): it runs on
 /// the writer thread inside the group-commit transaction, and its result is
@@ -631,6 +642,24 @@ impl Journal {
         .await
     }
 
+    /// How much work waits in the journal: webhooks not processed yet and
+    /// holds not ended (both counted through their partial indexes).
+    pub async fn depth(&self) -> Result<JournalDepth, JournalError> {
+        self.read(|conn| {
+            let (webhooks, holds): (i64, i64) = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM webhooks WHERE processed_at IS NULL),
+                        (SELECT COUNT(*) FROM holds WHERE state = 'waiting')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(JournalDepth {
+                webhooks: webhooks as usize,
+                holds: holds as usize,
+            })
+        })
+        .await
+    }
+
     /// Webhooks not processed yet, oldest first.
     pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {
@@ -656,6 +685,7 @@ impl Journal {
                         source: Source::from_db(&source),
                         dry_run,
                         notification,
+                        raw,
                     })
                 })
                 .collect()

@@ -35,6 +35,7 @@ pub mod api;
 pub mod decide;
 pub mod guard;
 pub mod journal;
+pub mod leader;
 pub mod parse;
 pub mod replay;
 pub mod report;

@@ -18,7 +18,8 @@ use crate::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
 use crate::journal::{
     ActionRecord, AlertOutcome, HoldStart, JournalError, NewHold, PendingWebhook, Source,
 };
-use crate::metrics::{DecisionLabels, RollbackOutcome};
+use crate::leader::Peer;
+use crate::metrics::{DecisionLabels, RollbackOutcome, RolloutOutcome};
 use crate::parse::{Alert, AlertStatus};
 use crate::report::{Incident, Stage};
 use crate::rules::DecisionKind;
@@ -31,27 +32,73 @@ const BATCH: usize = 64;
 /// on a locked or full disk, short enough to recover within a scrape.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a follower waits for the leader to journal a webhook it hands
+/// over: Alertmanager's own default timeout for a notification.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The header a follower marks a handed-over webhook with (its holder name).
+pub const FORWARDED_BY: &str = "x-rollbackd-forwarded-by";
+
+/// Why a round stopped short; retried after [`RETRY_AFTER`].
+#[derive(Debug, thiserror::Error)]
+enum Stall {
+    /// The journal failed.
+    #[error("cannot read or write the journal: {0}")]
+    Journal(#[from] JournalError),
+    /// A follower found no leader to hand work to.
+    #[error("cannot hand work to the leader: {0}")]
+    NoLeader(String),
+}
+
+impl Stall {
+    fn clone_no_leader(e: &Stall) -> Stall {
+        Stall::NoLeader(match e {
+            Stall::NoLeader(why) => why.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
 /// The processing loop.
 pub struct Worker {
     state: AppState,
+    /// Hands webhooks to the leader.
+    http: reqwest::Client,
 }
 
 impl Worker {
     /// A worker over the app's journal and rules.
     pub fn new(state: AppState) -> Worker {
-        Worker { state }
+        let http = reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .build()
+            .expect("a client without custom TLS settings builds");
+        Worker { state, http }
     }
 
     /// Runs until `stop` turns true; finishes the webhook in hand first.
+    /// The leader (or the only replica) processes; a follower hands its
+    /// webhooks and holds to the leader.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut leadership = self.state.leadership.clone();
         loop {
             if *stop.borrow() {
                 return;
             }
-            match self.drain(&stop).await {
+            let role = leadership.role();
+            let round = if role.processes() {
+                self.drain(&stop).await.map_err(Stall::Journal)
+            } else {
+                self.hand_over(&stop).await
+            };
+            match round {
                 Ok(0) => {
-                    // Idle until new work, or until the next hold is due.
-                    let next_hold = self.state.journal.next_hold_due().await.ok().flatten();
+                    // Idle until new work, a change of role, or the next
+                    // hold (which only the processing replica runs).
+                    let next_hold = match role.processes() {
+                        true => self.state.journal.next_hold_due().await.ok().flatten(),
+                        false => None,
+                    };
                     let until_hold = next_hold.map(|due| {
                         let wait = due.duration_since(self.state.clock.now());
                         Duration::try_from(wait).unwrap_or(Duration::ZERO)
@@ -59,19 +106,172 @@ impl Worker {
                     tokio::select! {
                         _ = self.state.work_ready.notified() => {}
                         _ = stop.changed() => {}
+                        _ = leadership.changed() => {}
                         _ = sleep_or_forever(until_hold) => {}
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "worker cannot read or write the journal; retrying");
+                    match &e {
+                        Stall::Journal(_) => {
+                            tracing::error!(error = %e, "worker stalled; retrying")
+                        }
+                        Stall::NoLeader(_) => {
+                            tracing::warn!(error = %e, "webhooks wait in the journal; retrying")
+                        }
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY_AFTER) => {}
+                        _ = leadership.changed() => {}
                         _ = stop.changed() => {}
                     }
                 }
             }
         }
+    }
+
+    /// A follower's round: hands every waiting hold, then every webhook
+    /// Alertmanager sent here, to the leader, journaling where each went.
+    /// An operator's replay is processed here: it spends no budget.
+    async fn hand_over(&self, stop: &watch::Receiver<bool>) -> Result<usize, Stall> {
+        let holds = self.state.journal.holds_due(Timestamp::MAX).await?;
+        let pending = self.state.journal.pending(BATCH).await?;
+        if holds.is_empty() && pending.is_empty() {
+            return Ok(0);
+        }
+        let leader = self
+            .state
+            .leadership
+            .leader()
+            .await
+            .map_err(|e| Stall::NoLeader(format!("cannot read the Lease: {e}")))?;
+        let leader = leader
+            .ok_or_else(|| Stall::NoLeader("no other replica holds the Lease yet".to_string()));
+        let mut done = 0;
+        let mut sent = std::collections::HashMap::new();
+        for hold in holds {
+            if *stop.borrow() {
+                return Ok(done);
+            }
+            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
+            let now = self.state.clock.now();
+            let their_id = match sent.get(&hold.webhook_id) {
+                Some(id) => *id,
+                None => {
+                    let Some((raw, _)) = self.state.journal.webhook(hold.webhook_id).await? else {
+                        self.state.journal.hold_finish(hold.id, "lost", now).await?;
+                        continue;
+                    };
+                    let id = self.forward(peer, raw).await.map_err(Stall::NoLeader)?;
+                    sent.insert(hold.webhook_id, id);
+                    id
+                }
+            };
+            tracing::info!(episode = %hold.episode, leader = %peer.identity, "hold handed to the leader");
+            let record = ActionRecord {
+                action: "hold".into(),
+                outcome: "handed-over".into(),
+                detail: format!(
+                    "this replica no longer leads: handed to the leader {} (its webhook {their_id}), which holds the alert anew",
+                    peer.identity
+                ),
+                at: now,
+            };
+            self.state
+                .journal
+                .append_action(hold.webhook_id, hold.index, record)
+                .await?;
+            self.state
+                .journal
+                .hold_finish(hold.id, "handed-over", now)
+                .await?;
+            done += 1;
+        }
+        for webhook in pending {
+            if *stop.borrow() {
+                break;
+            }
+            let now = self.state.clock.now();
+            if webhook.source == Source::Replay {
+                let (outcomes, follow) = self.process(&webhook, now).await?;
+                self.state.journal.complete(webhook, outcomes).await?;
+                for watch in follow {
+                    self.spawn_watch(watch);
+                }
+                done += 1;
+                continue;
+            }
+            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
+            let their_id = self
+                .forward(peer, webhook.raw.clone())
+                .await
+                .map_err(Stall::NoLeader)?;
+            let outcomes = webhook
+                .notification
+                .alerts
+                .iter()
+                .enumerate()
+                .map(|(index, alert)| AlertOutcome {
+                    index,
+                    decision: decide(&self.state.rules, alert, now),
+                    actions: vec![ActionRecord {
+                        action: "forward".into(),
+                        outcome: "forwarded".into(),
+                        detail: format!(
+                            "handed to the leader {} at {} (its webhook {their_id})",
+                            peer.identity, peer.address
+                        ),
+                        at: now,
+                    }],
+                })
+                .collect();
+            tracing::info!(webhook = webhook.id, leader = %peer.identity, their_id, "webhook handed to the leader");
+            self.state.journal.complete(webhook, outcomes).await?;
+            done += 1;
+        }
+        let waiting = self.state.journal.pending_count().await?;
+        self.state.metrics.webhooks_pending.set(waiting as i64);
+        Ok(done)
+    }
+
+    /// Posts `raw` to the leader's `/webhook` with this replica's webhook
+    /// credentials; returns the leader's journal id once it journaled it.
+    async fn forward(&self, peer: &Peer, raw: Vec<u8>) -> Result<i64, String> {
+        let url = format!("http://{}/webhook", peer.address);
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(raw);
+        if let Some(me) = self.state.leadership.me() {
+            request = request.header(FORWARDED_BY, me.holder());
+        }
+        let auth = &self.state.settings.webhook_auth;
+        if let Some(token) = &auth.bearer {
+            request = request.bearer_auth(token.expose());
+        } else if let Some((user, password)) = &auth.basic {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let leader = &peer.identity;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("the leader {leader} at {url} did not answer: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!(
+                "the leader {leader} refused the webhook: {status}: {}",
+                body.trim()
+            ));
+        }
+        let receipt: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| format!("the leader {leader} answered with no receipt: {e}"))?;
+        receipt["id"]
+            .as_i64()
+            .ok_or_else(|| format!("the leader {leader} answered with no journal id: {receipt}"))
     }
 
     /// Processes one batch of pending webhooks; returns how many.
@@ -538,6 +738,11 @@ impl Worker {
         match result {
             Ok(UndoOutcome::RolledBack(r)) => {
                 tracing::info!(workload = %target, from = r.from_revision, to = r.to_revision, rule, "rolled back");
+                self.state.metrics.time_to_patch(
+                    decision.rule.as_deref(),
+                    alert.starts_at,
+                    self.state.clock.now(),
+                );
                 Rollback {
                     record: record(
                         RollbackOutcome::rolled_back,
@@ -611,6 +816,7 @@ impl Worker {
             let Ok(engine) = state.cluster.engine() else {
                 return;
             };
+            let started = tokio::time::Instant::now();
             let result = follow(
                 engine.client(),
                 target.kind,
@@ -631,6 +837,8 @@ impl Worker {
                 ),
                 Err(e) => ("stalled", e.to_string()),
             };
+            let verdict = RolloutOutcome::from_journal(outcome);
+            state.metrics.rollout_ended(verdict, started.elapsed());
             tracing::info!(workload = %target, outcome, detail, "rollout followed");
             let record = ActionRecord {
                 action: "watch".into(),
@@ -652,6 +860,12 @@ impl Worker {
                 incident.detail = detail;
                 let since_start = state.clock.now().duration_since(incident.starts_at);
                 incident.time_to_rollback_secs = Some(since_start.as_secs_f64().max(0.0));
+                state.metrics.time_to_rollback(
+                    incident.rule.as_deref(),
+                    since_start.as_secs_f64(),
+                    verdict == RolloutOutcome::healthy,
+                    incident.deadline_met(),
+                );
                 if let Err(e) = state.reporter.report(&incident).await {
                     tracing::error!(error = %e, "could not queue the Slack report");
                 }

@@ -2,107 +2,10 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-
+use common::proc::{auth_env, spawn};
 use common::{eventually, FIRING, OPERATOR_TOKEN, WEBHOOK_TOKEN};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A `rollbackd serve` child process; killed when dropped.
-struct Proc {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-async fn spawn(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollbackd"));
-    cmd.arg("serve")
-        .arg("--listen=127.0.0.1:0")
-        .arg(format!("--journal={}", dir.join("journal.db").display()))
-        .arg(format!("--rules={}/rules", env!("CARGO_MANIFEST_DIR")))
-        .args(extra)
-        .env_remove("ROLLBACKD_WEBHOOK_TOKEN")
-        // Never reach for a real cluster from a test: no kubeconfig, not
-        // in-cluster.
-        .env("KUBECONFIG", dir.join("no-kubeconfig"))
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT")
-        .env("ROLLBACKD_LOG", "trace")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("rollbackd starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let addr_tx = Arc::new(Mutex::new(Some(addr_tx)));
-    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(collect(stdout, log.clone(), addr_tx.clone()));
-    tokio::spawn(collect(stderr, log.clone(), addr_tx));
-    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), addr_rx)
-        .await
-        .unwrap_or_else(|_| panic!("no listen address logged: {:?}", log.lock().unwrap()))
-        .unwrap_or_else(|_| panic!("rollbackd exited: {:?}", log.lock().unwrap()));
-    Proc {
-        child,
-        url: format!("http://{addr}"),
-        log,
-    }
-}
-
-type AddrSender = Arc<Mutex<Option<tokio::sync::oneshot::Sender<String>>>>;
-
-/// Keeps every line of a child's output; sends the first `addr=` it logs.
-async fn collect<R: tokio::io::AsyncBufRead + Unpin>(
-    mut lines: tokio::io::Lines<R>,
-    log: Arc<Mutex<Vec<String>>>,
-    addr: AddrSender,
-) {
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(rest) = line.split("addr=").nth(1) {
-            if let Some(tx) = addr.lock().unwrap().take() {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-        log.lock().unwrap().push(line);
-    }
-}
-
-impl Proc {
-    async fn event(&self, id: i64) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}/api/v1/events/{id}", self.url))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, auth: &str, body: &[u8]) -> reqwest::Response {
-        reqwest::Client::new()
-            .post(format!("{}/webhook", self.url))
-            .header("authorization", auth)
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn auth_env() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("ROLLBACKD_WEBHOOK_TOKEN", WEBHOOK_TOKEN),
-        ("ROLLBACKD_OPERATOR_TOKEN", OPERATOR_TOKEN),
-    ]
-}
+use tokio::process::Command;
 
 #[tokio::test]
 async fn webhook_acknowledged_before_a_kill_is_processed_after_restart() {

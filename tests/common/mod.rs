@@ -1,6 +1,7 @@
 //! Test harness: the real router on port 0 with a journal in a temp dir.
 #![allow(dead_code)]
 
+pub mod proc;
 pub mod slack;
 
 use std::future::Future;
@@ -57,6 +58,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         insecure_no_auth: false,
         intake_only: false,
         slack: rollbackd::report::SlackConfig::Disabled,
+        leader_election: None,
     }
 }
 
@@ -189,5 +191,25 @@ where
             "condition not reached within the deadline"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually`] with a longer deadline, for conditions that wait on a
+/// real timer of the code under test (a Lease expiring).
+pub async fn eventually_within<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
