@@ -116,6 +116,12 @@ pub enum ConfigError {
     /// An identity that cannot be told apart from the address in the Lease.
     #[error("ROLLBACKD_IDENTITY must not contain '@' (the Lease holds identity@address)")]
     BadIdentity,
+    /// A replica that cannot process asking to lead.
+    #[error(
+        "an intake-only replica cannot take part in leader election: as leader it would \
+         take every replica's webhooks and process none"
+    )]
+    IntakeOnlyLeader,
     /// Not host:port.
     #[error("advertise address {0:?} is not host:port")]
     AdvertiseAddress(String),
@@ -421,6 +427,10 @@ fn leader_election(
 ) -> Result<Option<LeaderElection>, ConfigError> {
     if !args.leader_elect.or(file.leader_elect).unwrap_or(false) {
         return Ok(None);
+    }
+    if args.intake_only.or(file.intake_only).unwrap_or(false) {
+        // Elected, it would take every replica's work and process none.
+        return Err(ConfigError::IntakeOnlyLeader);
     }
     let pick = |a: &Option<String>, f: &Option<String>| {
         a.clone()
@@ -799,6 +809,11 @@ mod tests {
             ok.leader_election.unwrap().advertise_address.as_deref(),
             Some("10.0.3.7:9095")
         );
+        assert!(err(ServeArgs {
+            intake_only: Some(true),
+            ..base.clone()
+        })
+        .starts_with("an intake-only replica cannot take part in leader election"));
         let off = Settings::resolve(&ServeArgs {
             leader_elect: None,
             ..base
