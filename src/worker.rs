@@ -153,8 +153,28 @@ impl Worker {
             if *stop.borrow() {
                 return Ok(done);
             }
-            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
             let now = self.state.clock.now();
+            if hold.dry_run {
+                // Handed over, a dry-run replay's hold would become a real
+                // one at the leader: dropped instead, and said so.
+                let record = ActionRecord {
+                    action: "hold".into(),
+                    outcome: "dropped".into(),
+                    detail: "dry-run hold dropped: this replica no longer leads".into(),
+                    at: now,
+                };
+                self.state
+                    .journal
+                    .append_action(hold.webhook_id, hold.index, record)
+                    .await?;
+                self.state
+                    .journal
+                    .hold_finish(hold.id, "dropped", now)
+                    .await?;
+                done += 1;
+                continue;
+            }
+            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
             let their_id = match sent.get(&hold.webhook_id) {
                 Some(id) => *id,
                 None => {

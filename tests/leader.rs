@@ -139,3 +139,120 @@ async fn a_follower_keeps_the_webhooks_the_leader_refuses() {
     follower.stop().await;
     leader.stop().await;
 }
+
+/// The events of a server's journal, newest first.
+async fn events(server: &TestServer) -> Vec<serde_json::Value> {
+    let (_, page) = server.get_json("/api/v1/events?limit=500").await;
+    page["events"].as_array().unwrap().clone()
+}
+
+fn actions_of(event: &serde_json::Value, alert: usize) -> Vec<String> {
+    event["alerts"][alert]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["action"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_leading_hands_its_holds_over() {
+    let fake = FakeKube::start().await;
+    let short = |identity: &str| LeaderElection {
+        lease_duration: 2,
+        renew_grace: 1,
+        ..election(identity)
+    };
+    let a = TestServer::start_full(
+        |s| s.leader_election = Some(short("a")),
+        JournalOptions::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    eventually(|| async {
+        let (_, ready) = a.get_open_json("/readyz").await;
+        (ready["role"] == "leader").then_some(())
+    })
+    .await;
+    let b = TestServer::start_full(
+        |s| s.leader_election = Some(short("b")),
+        JournalOptions::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    // The real firing group: SlowCheckout (medium) is held by the leader.
+    let id = a
+        .post_webhook(FIRING)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let event = a.processed_event(id).await;
+    assert_eq!(actions_of(&event, 3), ["hold:waiting"]);
+    // And a dry-run hold (as a dry-run replay leaves): never handed over.
+    let n = rollbackd::parse::parse_notification(FIRING).unwrap();
+    let now = jiff::Timestamp::now();
+    let decision = rollbackd::decide::decide(&a.state.rules, &n.alerts[3], now);
+    a.state
+        .journal
+        .hold_start(rollbackd::journal::NewHold {
+            episode: "dry-run-replay@2026-11-22T12:51:11.011Z".into(),
+            webhook_id: id,
+            index: 1,
+            due_at: now,
+            decision,
+            dry_run: true,
+            now,
+        })
+        .await
+        .unwrap();
+
+    // b takes the Lease (as after a partition); a notices at its next
+    // renewal and becomes a follower.
+    let mut lease = fake.get("leases", "ops", "rollbackd").unwrap();
+    let b_holder = format!("b@{}", b.url.trim_start_matches("http://"));
+    lease["spec"]["holderIdentity"] = b_holder.clone().into();
+    lease["spec"]["renewTime"] = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+        .into();
+    fake.replace(lease).unwrap();
+    let long = std::time::Duration::from_secs(30);
+    eventually_within(long, || async {
+        let (_, ra) = a.get_open_json("/readyz").await;
+        let (_, rb) = b.get_open_json("/readyz").await;
+        (ra["role"] == "follower" && rb["role"] == "leader").then_some(())
+    })
+    .await;
+
+    // a hands the held alert's webhook to b, which holds it anew.
+    let event = eventually_within(long, || async {
+        let (_, e) = a.get_json(&format!("/api/v1/events/{id}")).await;
+        (actions_of(&e, 3).len() == 2).then_some(e)
+    })
+    .await;
+    assert_eq!(actions_of(&event, 3), ["hold:waiting", "hold:handed-over"]);
+    let detail = event["alerts"][3]["actions"][1]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("this replica no longer leads: handed to the leader b (its webhook 1)"),
+        "{detail}"
+    );
+    assert_eq!(actions_of(&event, 1), ["notify:planned", "hold:dropped"]);
+    let at_b = eventually_within(long, || async {
+        let list = events(&b).await;
+        (list.len() == 1 && !list[0]["processed_at"].is_null()).then(|| list[0].clone())
+    })
+    .await;
+    let (_, at_b) = b.get_json(&format!("/api/v1/events/{}", at_b["id"])).await;
+    assert_eq!(actions_of(&at_b, 3), ["hold:waiting"]);
+    b.stop().await;
+    a.stop().await;
+}
