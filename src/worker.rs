@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::decide::{decide, Decision, Target};
 use crate::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
 use crate::journal::{
-    ActionRecord, AlertOutcome, HoldStart, JournalError, NewHold, PendingWebhook, Source,
+    ActionRecord, AlertOutcome, Hold, HoldStart, JournalError, NewHold, PendingWebhook, Source,
 };
 use crate::leader::Peer;
 use crate::metrics::{DecisionLabels, RollbackOutcome, RolloutOutcome};
@@ -157,20 +157,8 @@ impl Worker {
             if hold.dry_run {
                 // Handed over, a dry-run replay's hold would become a real
                 // one at the leader: dropped instead, and said so.
-                let record = ActionRecord {
-                    action: "hold".into(),
-                    outcome: "dropped".into(),
-                    detail: "dry-run hold dropped: this replica no longer leads".into(),
-                    at: now,
-                };
-                self.state
-                    .journal
-                    .append_action(hold.webhook_id, hold.index, record)
-                    .await?;
-                self.state
-                    .journal
-                    .hold_finish(hold.id, "dropped", now)
-                    .await?;
+                let why = "dry-run hold dropped: this replica no longer leads".to_string();
+                self.end_hold(&hold, "dropped", why, now).await?;
                 done += 1;
                 continue;
             }
@@ -188,23 +176,11 @@ impl Worker {
                 }
             };
             tracing::info!(episode = %hold.episode, leader = %peer.identity, "hold handed to the leader");
-            let record = ActionRecord {
-                action: "hold".into(),
-                outcome: "handed-over".into(),
-                detail: format!(
-                    "this replica no longer leads: handed to the leader {} (its webhook {their_id}), which holds the alert anew",
-                    peer.identity
-                ),
-                at: now,
-            };
-            self.state
-                .journal
-                .append_action(hold.webhook_id, hold.index, record)
-                .await?;
-            self.state
-                .journal
-                .hold_finish(hold.id, "handed-over", now)
-                .await?;
+            let why = format!(
+                "this replica no longer leads: handed to the leader {} (its webhook {their_id}), which holds the alert anew",
+                peer.identity
+            );
+            self.end_hold(&hold, "handed-over", why, now).await?;
             done += 1;
         }
         for webhook in pending {
@@ -252,6 +228,27 @@ impl Worker {
         let waiting = self.state.journal.pending_count().await?;
         self.state.metrics.webhooks_pending.set(waiting as i64);
         Ok(done)
+    }
+
+    /// Ends a hold in `state`, journaling why against its alert.
+    async fn end_hold(
+        &self,
+        hold: &Hold,
+        state: &'static str,
+        detail: String,
+        now: Timestamp,
+    ) -> Result<(), JournalError> {
+        let record = ActionRecord {
+            action: "hold".into(),
+            outcome: state.into(),
+            detail,
+            at: now,
+        };
+        self.state
+            .journal
+            .append_action(hold.webhook_id, hold.index, record)
+            .await?;
+        self.state.journal.hold_finish(hold.id, state, now).await
     }
 
     /// Posts `raw` to the leader's `/webhook` with this replica's webhook

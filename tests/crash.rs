@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::proc::{auth_env, spawn, Proc};
-use common::{eventually_within, FIRING, OPERATOR_TOKEN, WEBHOOK_TOKEN};
+use common::proc::{auth_env, spawn};
+use common::{eventually_within, rules_with_budget, FIRING, WEBHOOK_TOKEN};
 use fakekube::FakeKube;
 use serde_json::{json, Value};
 
@@ -43,22 +43,6 @@ fn webhook(n: usize) -> Vec<u8> {
         "generatorURL": "http://prometheus/graph", "fingerprint": format!("{w:016x}"),
     }]);
     serde_json::to_vec(&v).unwrap()
-}
-
-/// The default matrix with budgets for a hundred rollbacks.
-fn rules(dir: &std::path::Path) -> String {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yaml"))
-        .unwrap()
-        .replace("namespace: 5 per 10m", "namespace: 1000 per 10m")
-        .replace("cluster: 10 per 10m", "cluster: 1000 per 10m");
-    assert!(
-        text.contains("cluster: 1000 per 10m"),
-        "the default budgets moved"
-    );
-    std::fs::write(rules.join("default.yaml"), text).unwrap();
-    format!("--rules={}", rules.display())
 }
 
 /// Posts every webhook of `queue` to `url` with `SENDERS` senders; a webhook
@@ -127,18 +111,6 @@ fn rollbacks(fake: &FakeKube, deploy: &str) -> usize {
         .count()
 }
 
-async fn event(p: &Proc, id: i64) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/api/v1/events/{id}", p.url))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_storm_then_restart_processes_every_acknowledged_webhook_once() {
     let fake = FakeKube::start().await;
@@ -156,7 +128,7 @@ async fn sigkill_mid_storm_then_restart_processes_every_acknowledged_webhook_onc
     let kubeconfig = kubeconfig.display().to_string();
     let mut env = auth_env();
     env.push(("KUBECONFIG", &kubeconfig));
-    let rules = rules(dir.path());
+    let rules = rules_with_budget(dir.path(), 1000);
     let args = [rules.as_str()];
 
     let queue = Arc::new(Mutex::new((0..WEBHOOKS).collect::<VecDeque<_>>()));
@@ -224,7 +196,7 @@ async fn sigkill_mid_storm_then_restart_processes_every_acknowledged_webhook_onc
     let mut rolled_back = vec![0; WORKLOADS];
     for (n, id) in &acked {
         let e = eventually_within(DEADLINE, || async {
-            let e = event(&second, *id).await;
+            let e = second.event(*id).await;
             (!e["processed_at"].is_null()).then_some(e)
         })
         .await;

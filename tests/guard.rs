@@ -45,21 +45,6 @@ async fn release_twice(fake: &FakeKube, ns: &str, name: &str) -> fakekube::Workl
     w
 }
 
-fn actions(event: &Value, alert: usize) -> Vec<String> {
-    event["alerts"][alert]["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}:{}",
-                a["action"].as_str().unwrap(),
-                a["outcome"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 async fn event_when(server: &TestServer, id: i64, done: impl Fn(&Value) -> bool) -> Value {
     eventually(|| async {
         let (_, e) = server.get_json(&format!("/api/v1/events/{id}")).await;

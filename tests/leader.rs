@@ -146,21 +146,6 @@ async fn events(server: &TestServer) -> Vec<serde_json::Value> {
     page["events"].as_array().unwrap().clone()
 }
 
-fn actions_of(event: &serde_json::Value, alert: usize) -> Vec<String> {
-    event["alerts"][alert]["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}:{}",
-                a["action"].as_str().unwrap(),
-                a["outcome"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_stops_leading_hands_its_holds_over() {
     let fake = FakeKube::start().await;
@@ -196,7 +181,7 @@ async fn a_replica_that_stops_leading_hands_its_holds_over() {
         .as_i64()
         .unwrap();
     let event = a.processed_event(id).await;
-    assert_eq!(actions_of(&event, 3), ["hold:waiting"]);
+    assert_eq!(actions(&event, 3), ["hold:waiting"]);
     // And a dry-run hold (as a dry-run replay leaves): never handed over.
     let n = rollbackd::parse::parse_notification(FIRING).unwrap();
     let now = jiff::Timestamp::now();
@@ -236,23 +221,23 @@ async fn a_replica_that_stops_leading_hands_its_holds_over() {
     // a hands the held alert's webhook to b, which holds it anew.
     let event = eventually_within(long, || async {
         let (_, e) = a.get_json(&format!("/api/v1/events/{id}")).await;
-        (actions_of(&e, 3).len() == 2).then_some(e)
+        (actions(&e, 3).len() == 2).then_some(e)
     })
     .await;
-    assert_eq!(actions_of(&event, 3), ["hold:waiting", "hold:handed-over"]);
+    assert_eq!(actions(&event, 3), ["hold:waiting", "hold:handed-over"]);
     let detail = event["alerts"][3]["actions"][1]["detail"].as_str().unwrap();
     assert!(
         detail.starts_with("this replica no longer leads: handed to the leader b (its webhook 1)"),
         "{detail}"
     );
-    assert_eq!(actions_of(&event, 1), ["notify:planned", "hold:dropped"]);
+    assert_eq!(actions(&event, 1), ["notify:planned", "hold:dropped"]);
     let at_b = eventually_within(long, || async {
         let list = events(&b).await;
         (list.len() == 1 && !list[0]["processed_at"].is_null()).then(|| list[0].clone())
     })
     .await;
     let (_, at_b) = b.get_json(&format!("/api/v1/events/{}", at_b["id"])).await;
-    assert_eq!(actions_of(&at_b, 3), ["hold:waiting"]);
+    assert_eq!(actions(&at_b, 3), ["hold:waiting"]);
     b.stop().await;
     a.stop().await;
 }

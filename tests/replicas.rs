@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::proc::{auth_env, spawn, Proc};
-use common::{eventually_within, FIRING, WEBHOOK_TOKEN};
+use common::{actions, eventually_within, rules_with_budget, FIRING, WEBHOOK_TOKEN};
 use fakekube::FakeKube;
 use serde_json::{json, Value};
 
@@ -39,39 +39,21 @@ fn webhook(deploy: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// The default matrix with budgets large enough for the test's storm: what
-/// is under test is "once", not the rate limits.
-fn rules(dir: &Path) -> PathBuf {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yaml"))
-        .unwrap()
-        .replace("namespace: 5 per 10m", "namespace: 100 per 10m")
-        .replace("cluster: 10 per 10m", "cluster: 100 per 10m");
-    assert!(
-        text.contains("cluster: 100 per 10m"),
-        "the default budgets moved"
-    );
-    std::fs::write(rules.join("default.yaml"), text).unwrap();
-    rules
-}
-
 /// Replica `i`, with its own journal under `dir`.
-async fn replica(dir: &Path, i: usize, rules: &Path, kubeconfig: &Path) -> Proc {
+async fn replica(dir: &Path, i: usize, rules: &str, kubeconfig: &Path) -> Proc {
     let journal = dir.join(format!("replica-{i}"));
     std::fs::create_dir_all(&journal).unwrap();
     let mut env = auth_env();
     let kubeconfig = kubeconfig.display().to_string();
     env.push(("KUBECONFIG", &kubeconfig));
     let identity = format!("--identity=replica-{i}");
-    let rules = format!("--rules={}", rules.display());
     let args = [
         "--leader-elect",
         "--leader-elect-namespace=rollbackd",
         LEASE[0],
         LEASE[1],
         &identity,
-        &rules,
+        rules,
     ];
     spawn(&journal, &args, &env).await
 }
@@ -134,21 +116,6 @@ async fn processed(r: &Proc, id: i64) -> Value {
     .await
 }
 
-fn actions(event: &Value) -> Vec<String> {
-    event["alerts"][0]["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}:{}",
-                a["action"].as_str().unwrap(),
-                a["outcome"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
     let fake = FakeKube::start().await;
@@ -164,7 +131,7 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     fake.write_kubeconfig(&kubeconfig).unwrap();
-    let rules = rules(dir.path());
+    let rules = rules_with_budget(dir.path(), 100);
     let mut replicas = Vec::new();
     for i in 0..3 {
         replicas.push(Some(replica(dir.path(), i, &rules, &kubeconfig).await));
@@ -191,7 +158,7 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
                 continue;
             };
             let event = processed(r, *id).await;
-            let acts = actions(&event);
+            let acts = actions(&event, 0);
             if r.url == leader_url {
                 assert!(
                     acts[0] == "rollback:rolled-back" || acts[0] == "rollback:already-rolled-back",

@@ -176,22 +176,12 @@ impl TestServer {
 
 /// Polls `check` until it yields a value; fails after 10 s (a deadline for
 /// a broken build, not a timing assumption: the work takes milliseconds).
-pub async fn eventually<T, F, Fut>(mut check: F) -> T
+pub async fn eventually<T, F, Fut>(check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within the deadline"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_within(Duration::from_secs(10), check).await
 }
 
 /// [`eventually`] with a longer deadline, for conditions that wait on a
@@ -212,4 +202,41 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An event's actions for alert `alert`, as `action:outcome`.
+pub fn actions(event: &serde_json::Value, alert: usize) -> Vec<String> {
+    event["alerts"][alert]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["action"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A rules folder under `dir`: the default matrix with the namespace and
+/// cluster budgets raised to `budget` per 10 minutes (for storms whose
+/// subject is not the rate limits). Returns the `--rules=` argument.
+pub fn rules_with_budget(dir: &std::path::Path, budget: u32) -> String {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yaml"))
+        .unwrap()
+        .replace(
+            "namespace: 5 per 10m",
+            &format!("namespace: {budget} per 10m"),
+        )
+        .replace("cluster: 10 per 10m", &format!("cluster: {budget} per 10m"));
+    assert!(
+        text.contains(&format!("cluster: {budget} per 10m")),
+        "the default budgets moved"
+    );
+    std::fs::write(rules.join("default.yaml"), text).unwrap();
+    format!("--rules={}", rules.display())
 }
