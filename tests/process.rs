@@ -175,13 +175,7 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_zero() {
             .as_u16(),
         200
     );
-    let pid = p.child.id().unwrap().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(sent.success());
+    p.terminate().await;
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), p.child.wait())
         .await
         .expect("rollbackd exits after SIGTERM")
