@@ -1045,7 +1045,7 @@ struct ParsedFile {
 fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
     let invalid = |line: usize, reason: String| RulesError::Invalid {
         file: file.to_string(),
-        line,
+        line: line.min(end_line(source)),
         reason,
     };
     // Syntax first, on its own: errors from here on are about the content.
@@ -1157,6 +1157,26 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
         });
     }
     Ok(ParsedFile { gate, guard, rules })
+}
+
+/// The line the input ends on, numbered as libyaml numbers lines (CR LF,
+/// CR, LF, NEL, LS and PS each end one). libyaml puts an error at the end of
+/// a file without a final line break on the line after it, which the file
+/// does not have; such errors are reported on this line instead.
+fn end_line(source: &str) -> usize {
+    let mut breaks = 0;
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                breaks += 1;
+            }
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => breaks += 1,
+            _ => {}
+        }
+    }
+    breaks + 1
 }
 
 /// serde_norway's message for an error in the file's shape, as
