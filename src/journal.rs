@@ -660,35 +660,39 @@ impl Journal {
         .await
     }
 
-    /// Webhooks not processed yet, oldest first.
-    pub async fn pending(&self, limit: usize) -> Result<Vec<PendingWebhook>, JournalError> {
+    /// Webhooks not processed yet, oldest first: at most `limit`, and no
+    /// more than `max_alerts` alerts in all (but always the oldest one), so
+    /// a batch of large groups does not hold them all parsed at once.
+    pub async fn pending(
+        &self,
+        limit: usize,
+        max_alerts: usize,
+    ) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, dry_run, raw, source FROM webhooks
+                "SELECT id, dry_run, raw, source, alert_count FROM webhooks
                  WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
             )?;
-            let rows = stmt
-                .query_map([limit as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, bool>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter()
-                .map(|(id, dry_run, raw, source)| {
-                    let notification = decode(id, &raw)?;
-                    Ok(PendingWebhook {
-                        id,
-                        source: Source::from_db(&source),
-                        dry_run,
-                        notification,
-                        raw,
-                    })
-                })
-                .collect()
+            let mut rows = stmt.query([limit as i64])?;
+            let mut batch = Vec::new();
+            let mut alerts = 0;
+            while let Some(r) = rows.next()? {
+                let count = usize::try_from(r.get::<_, i64>(4)?).unwrap_or(0);
+                if !batch.is_empty() && alerts + count > max_alerts {
+                    break;
+                }
+                alerts += count;
+                let id: i64 = r.get(0)?;
+                let raw: Vec<u8> = r.get(2)?;
+                batch.push(PendingWebhook {
+                    id,
+                    source: Source::from_db(&r.get::<_, String>(3)?),
+                    dry_run: r.get(1)?,
+                    notification: decode(id, &raw)?,
+                    raw,
+                });
+            }
+            Ok(batch)
         })
         .await
     }
@@ -1212,12 +1216,27 @@ mod tests {
             j.append(webhook()).await.unwrap()
         };
         let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
-        let pending = j.pending(10).await.unwrap();
+        let pending = j.pending(10, 1000).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, id);
         assert_eq!(pending[0].notification.alerts.len(), 4);
         let (raw, _) = j.webhook(id).await.unwrap().unwrap();
         assert_eq!(raw, FIRING, "raw body kept byte for byte");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_pending_webhooks_is_bounded_by_its_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db"), JournalOptions::default(), None).unwrap();
+        for _ in 0..5 {
+            j.append(webhook()).await.unwrap(); // 4 alerts each
+        }
+        let ids = |b: Vec<PendingWebhook>| b.iter().map(|w| w.id).collect::<Vec<_>>();
+        assert_eq!(ids(j.pending(10, 12).await.unwrap()), [1, 2, 3]);
+        assert_eq!(ids(j.pending(10, 13).await.unwrap()), [1, 2, 3]);
+        assert_eq!(ids(j.pending(2, 100).await.unwrap()), [1, 2]);
+        // The oldest always comes, even alone over the bound.
+        assert_eq!(ids(j.pending(10, 1).await.unwrap()), [1]);
     }
 
     #[test]
@@ -1269,7 +1288,7 @@ mod tests {
         assert!(j.probe_writable().await.is_err());
         other.execute_batch("ROLLBACK").unwrap();
         assert!(
-            j.pending(10).await.unwrap().is_empty(),
+            j.pending(10, 1000).await.unwrap().is_empty(),
             "nothing half-written"
         );
         j.append(webhook()).await.unwrap();

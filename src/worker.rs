@@ -28,6 +28,10 @@ use crate::watch::{follow, FollowOutcome};
 
 /// Webhooks fetched from the journal per round trip.
 const BATCH: usize = 64;
+/// Alerts per round trip at most: a batch is held parsed until its results
+/// are journaled, so large groups come fewer at a time (memory stays flat
+/// whatever the group size; `bench/README.md`, RSS).
+const BATCH_ALERTS: usize = 1000;
 /// Pause after a journal error before trying again: long enough not to spin
 /// on a locked or full disk, short enough to recover within a scrape.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -135,7 +139,7 @@ impl Worker {
     /// An operator's replay is processed here: it spends no budget.
     async fn hand_over(&self, stop: &watch::Receiver<bool>) -> Result<usize, Stall> {
         let holds = self.state.journal.holds_due(Timestamp::MAX).await?;
-        let pending = self.state.journal.pending(BATCH).await?;
+        let pending = self.state.journal.pending(BATCH, BATCH_ALERTS).await?;
         if holds.is_empty() && pending.is_empty() {
             return Ok(0);
         }
@@ -293,7 +297,7 @@ impl Worker {
 
     /// Processes one batch of pending webhooks; returns how many.
     async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<usize, JournalError> {
-        let pending = self.state.journal.pending(BATCH).await?;
+        let pending = self.state.journal.pending(BATCH, BATCH_ALERTS).await?;
         // Process the batch in order, then journal every result at once: the
         // completions share one transaction (one fsync) instead of one each.
         let mut completions = Vec::with_capacity(pending.len());
