@@ -12,6 +12,8 @@ duration=${1:-10}
 connections=${2:-32}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --locked --bin rollbackd --example bare_parse >/dev/null
+# ROLLBACKD_BIN: another build to compare (A/B against the same bare run).
+ROLLBACKD_BIN=${ROLLBACKD_BIN:-target/release/rollbackd}
 
 work=$(mktemp -d)
 pids=()
@@ -42,12 +44,12 @@ export PAYLOAD=bench/payload-3-alerts.json
 start bare "$work/bare.log" target/release/examples/bare_parse 127.0.0.1:0
 # The acknowledgement path alone: journal durable, worker off.
 start intake "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::app=info \
-  target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/intake.db" \
+  "$ROLLBACKD_BIN" serve --listen 127.0.0.1:0 --journal "$work/intake.db" \
   --rules rules --webhook-token bench-token --intake-only
 # The whole service: the worker decides every alert meanwhile (no cluster:
 # each rollback decision is journaled as not done and logged at ERROR).
 start durable "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::app=info KUBECONFIG=/nonexistent \
-  target/release/rollbackd serve --listen 127.0.0.1:0 --journal "$work/journal.db" \
+  "$ROLLBACKD_BIN" serve --listen 127.0.0.1:0 --journal "$work/journal.db" \
   --rules rules --webhook-token bench-token
 
 run() {
