@@ -1079,6 +1079,11 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
                 .map_err(|reason| invalid(key_line(source, "guard"), reason))?,
         ),
     };
+    if let Some(Err((what, reason))) = guard.as_ref().map(check_limit_windows) {
+        let at = [Step::Key("guard"), Step::Key("limits"), Step::Key(what)];
+        let line = line_at(source, &at).unwrap_or_else(|| key_line(source, "guard"));
+        return Err(invalid(line, reason));
+    }
 
     let mut rules = Vec::with_capacity(raw.rules.0.len());
     let mut first_index: HashMap<String, usize> = HashMap::new();
@@ -1157,6 +1162,41 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
         });
     }
     Ok(ParsedFile { gate, guard, rules })
+}
+
+/// The longest a guard limit may take to refill a full burst (period /
+/// count × burst). The rate limiters (governor) hold that window in u64
+/// nanoseconds (584 years at most) and add it to the clock's nanoseconds
+/// since the Unix epoch: a longer window panics when `serve` builds the
+/// guard. A century is far past any useful limit and keeps that sum in
+/// range until the 2450s.
+const MAX_LIMIT_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Refuses a guard limit whose refill window the rate limiters cannot
+/// count, as `(which limit, reason)`.
+fn check_limit_windows(guard: &crate::guard::GuardConfig) -> Result<(), (&'static str, String)> {
+    let limits = [
+        ("workload", guard.workload_limit),
+        ("namespace", guard.namespace_limit),
+        ("cluster", guard.cluster_limit),
+    ];
+    for (what, limit) in limits {
+        let Some(limit) = limit else { continue };
+        let window = limit
+            .per
+            .checked_div(limit.count)
+            .and_then(|cell| cell.checked_mul(limit.burst));
+        if window.is_none_or(|w| w > MAX_LIMIT_WINDOW) {
+            return Err((
+                what,
+                format!(
+                    "guard.limits.{what}: invalid limit {}: a full burst must refill within 100 years (period / count × burst)",
+                    quote(&limit.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The line the input ends on, numbered as libyaml numbers lines (CR LF,
