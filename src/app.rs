@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{RulesSource, Settings};
@@ -88,6 +88,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Wakes the worker when new work is journaled.
     pub work_ready: Arc<Notify>,
+    /// Bytes of webhook bodies being read, parsed and journaled at once:
+    /// a storm of large groups waits here instead of being held parsed
+    /// all together (one permit per byte).
+    pub intake_budget: Arc<Semaphore>,
     /// Namespaces, change correlation, GitOps, rate limits and the breaker.
     pub guard: Arc<Guard>,
     /// The Kubernetes API, through the undo engine.
@@ -133,6 +137,17 @@ pub enum StartError {
     },
 }
 
+/// Webhook bytes in flight at once: 8 MiB (about 8 groups of 1,000 alerts
+/// and their parsed form), or one body of the largest size accepted.
+/// Alertmanager's usual small groups never wait; bench/README.md (RSS).
+pub const INTAKE_BUDGET_BYTES: usize = 8 << 20;
+
+fn intake_budget(max_body_bytes: usize) -> usize {
+    INTAKE_BUDGET_BYTES
+        .max(max_body_bytes)
+        .min(Semaphore::MAX_PERMITS)
+}
+
 /// Loads rules from where the settings say.
 pub fn load_rules(source: &RulesSource) -> Result<Rules, RulesError> {
     match source {
@@ -161,6 +176,7 @@ impl AppState {
             metrics.slack.clone(),
         );
         let guard = Arc::new(Guard::new(rules.guard.clone(), clock.clone()));
+        let intake_budget = Arc::new(Semaphore::new(intake_budget(settings.max_body_bytes)));
         Ok(AppState {
             settings: Arc::new(settings),
             rules: Arc::new(rules),
@@ -168,6 +184,7 @@ impl AppState {
             metrics,
             clock,
             work_ready: Arc::new(Notify::new()),
+            intake_budget,
             guard,
             cluster,
             reporter,

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::config::WebhookAuth;
-use crate::journal::{NewWebhook, Source, WebhookSummary};
+use crate::journal::{JournalError, NewWebhook, Source, WebhookSummary};
 use crate::metrics::WebhookOutcome;
 use crate::parse::parse_notification;
 
@@ -59,6 +59,22 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Recei
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge { limit });
     }
+    // Large bodies take their size from the intake budget (a body of
+    // unknown length counts as the largest accepted); Alertmanager's usual
+    // small groups skip it: they cannot add up to much.
+    let weight = declared
+        .map_or(limit, |n| n as usize)
+        .clamp(1, limit.max(1));
+    let _in_flight = match weight > SMALL_BODY {
+        true => Some(
+            app.intake_budget
+                .acquire_many(u32::try_from(weight).unwrap_or(u32::MAX))
+                .await
+                // Never closed; if it were, the service is going away.
+                .map_err(|_| ApiError::Journal(JournalError::WriterGone))?,
+        ),
+        false => None,
+    };
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::TooLarge { limit })?;
@@ -85,6 +101,10 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Recei
         alerts,
     })
 }
+
+/// Bodies up to this size skip the intake budget (64 KiB: a group of
+/// about 50 alerts).
+const SMALL_BODY: usize = 64 << 10;
 
 /// Accepts `application/json` with any parameters (`; charset=utf-8`).
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -276,3 +276,19 @@ async fn insecure_no_auth_accepts_webhooks_without_credentials() {
     assert_eq!(resp.status().as_u16(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_larger_than_the_intake_budget_are_still_accepted_one_at_a_time() {
+    // The intake budget (8 MiB of bodies in flight) grows to the largest
+    // body accepted, so a 9 MiB webhook under a 10 MiB limit is journaled,
+    // not left waiting forever; two of them in parallel take turns.
+    let server =
+        TestServer::start_with(|s| s.max_body_bytes = 10 << 20, JournalOptions::default()).await;
+    let mut v: serde_json::Value = serde_json::from_slice(FIRING).unwrap();
+    v["alerts"][0]["annotations"]["reason"] = "x".repeat(9 << 20).into();
+    let body = serde_json::to_vec(&v).unwrap();
+    assert!(body.len() > rollbackd::app::INTAKE_BUDGET_BYTES);
+    let (a, b) = tokio::join!(server.post_webhook(&body), server.post_webhook(&body));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    server.stop().await;
+}
