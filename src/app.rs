@@ -205,7 +205,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds, starts the HTTP server and (unless intake-only) the worker.
+    /// Binds, joins the leader election (when configured; its role is in
+    /// the state before anything runs), starts the HTTP server and (unless
+    /// intake-only) the worker.
     pub async fn start(mut state: AppState) -> Result<Server, StartError> {
         let listener = TcpListener::bind(state.settings.listen)
             .await
