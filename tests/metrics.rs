@@ -90,22 +90,12 @@ fn value(samples: &BTreeMap<String, f64>, series: &str, body: &str) -> f64 {
 
 /// Polls `check` for up to 60 s (Slack's backoff after a 503 is 2 s, and
 /// reports go out at one a second per channel).
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached within 60 s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until(what, Duration::from_secs(60), check).await
 }
 
 /// shop/ecommerce, shop/checkout and shop/frontend, each with a good and a

@@ -120,22 +120,12 @@ fn about(slack: &FakeSlack, alertname: &str) -> Vec<(String, String, Value)> {
 
 /// Waits (up to 60 s: Prometheus evaluates every second, Alertmanager groups
 /// within 1-2 s) for a condition on the live system.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached within 60 s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::until(what, Duration::from_secs(60), check).await
 }
 
 #[tokio::test]

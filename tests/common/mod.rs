@@ -186,7 +186,17 @@ where
 
 /// [`eventually`] with a longer deadline, for conditions that wait on a
 /// real timer of the code under test (a Lease expiring).
-pub async fn eventually_within<T, F, Fut>(limit: Duration, mut check: F) -> T
+pub async fn eventually_within<T, F, Fut>(limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    until("condition", limit, check).await
+}
+
+/// Polls `check` until it yields a value; fails after `limit`, naming
+/// `what` was awaited.
+pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -198,7 +208,7 @@ where
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "condition not reached within {limit:?}"
+            "{what}: not reached within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
