@@ -358,7 +358,8 @@ impl Settings {
             None => FileConfig::default(),
         };
         let slack = slack_config(args, &file)?;
-        let leader_election = leader_election(args, &file)?;
+        let intake_only = args.intake_only.or(file.intake_only).unwrap_or(false);
+        let leader_election = leader_election(args, &file, intake_only)?;
         let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
         let rules = match args.rules.clone().or(file.rules) {
             Some(dir) => RulesSource::Dir(dir),
@@ -413,22 +414,24 @@ impl Settings {
             webhook_auth,
             operator_token,
             insecure_no_auth,
-            intake_only: args.intake_only.or(file.intake_only).unwrap_or(false),
+            intake_only,
             slack,
             leader_election,
         })
     }
 }
 
-/// Leader election settings, when `leader_elect` is on.
+/// Leader election settings, when `leader_elect` is on (`intake_only`:
+/// the resolved setting).
 fn leader_election(
     args: &ServeArgs,
     file: &FileConfig,
+    intake_only: bool,
 ) -> Result<Option<LeaderElection>, ConfigError> {
     if !args.leader_elect.or(file.leader_elect).unwrap_or(false) {
         return Ok(None);
     }
-    if args.intake_only.or(file.intake_only).unwrap_or(false) {
+    if intake_only {
         // Elected, it would take every replica's work and process none.
         return Err(ConfigError::IntakeOnlyLeader);
     }

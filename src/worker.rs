@@ -54,15 +54,6 @@ enum Stall {
     NoLeader(String),
 }
 
-impl Stall {
-    fn clone_no_leader(e: &Stall) -> Stall {
-        Stall::NoLeader(match e {
-            Stall::NoLeader(why) => why.clone(),
-            other => other.to_string(),
-        })
-    }
-}
-
 /// The processing loop.
 pub struct Worker {
     state: AppState,
@@ -149,8 +140,7 @@ impl Worker {
             .leader()
             .await
             .map_err(|e| Stall::NoLeader(format!("cannot read the Lease: {e}")))?;
-        let leader = leader
-            .ok_or_else(|| Stall::NoLeader("no other replica holds the Lease yet".to_string()));
+        let leader = leader.ok_or("no other replica holds the Lease yet");
         let mut done = 0;
         let mut sent = std::collections::HashMap::new();
         for hold in holds {
@@ -166,7 +156,9 @@ impl Worker {
                 done += 1;
                 continue;
             }
-            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
+            let peer = leader
+                .as_ref()
+                .map_err(|why| Stall::NoLeader(why.to_string()))?;
             let their_id = match sent.get(&hold.webhook_id) {
                 Some(id) => *id,
                 None => {
@@ -201,7 +193,9 @@ impl Worker {
                 done += 1;
                 continue;
             }
-            let peer = leader.as_ref().map_err(Stall::clone_no_leader)?;
+            let peer = leader
+                .as_ref()
+                .map_err(|why| Stall::NoLeader(why.to_string()))?;
             let their_id = self
                 .forward(peer, webhook.raw.clone())
                 .await
