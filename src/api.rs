@@ -1,6 +1,8 @@
 //! API: the router, the operator endpoints, and the one place where errors
 //! become HTTP responses.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -132,7 +134,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// All routes.
+/// All routes. The state is shared behind one `Arc`: each request clones
+/// a pointer, not the dozen handles inside.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhook", post(receive))
@@ -142,7 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Largest page of `/api/v1/events`.
@@ -169,7 +172,7 @@ struct EventsPage {
 }
 
 async fn list_events(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventsPage>, ApiError> {
@@ -211,7 +214,7 @@ async fn list_events(
 }
 
 async fn get_event(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Event>, ApiError> {
@@ -232,7 +235,7 @@ struct ReplayParams {
 }
 
 async fn replay_event(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     params: Result<Query<ReplayParams>, axum::extract::rejection::QueryRejection>,
@@ -260,7 +263,7 @@ async fn healthz() -> Json<serde_json::Value> {
 const CLUSTER_PROBE: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Ready when the journal takes writes and the rules are loaded.
-async fn readyz(State(app): State<AppState>) -> Response {
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let journal = app.journal.probe_writable().await;
     let rules = app.rules.rules.len();
     // The cluster is reported, not required: without it rollbackd still
@@ -301,7 +304,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
 /// does), the classic text format otherwise. The depth gauges are read from
 /// the journal first, so they are exact at every scrape, with or without a
 /// worker running.
-async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+async fn metrics(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let depth = app.journal.depth().await;
     let slack = app.reporter.pending().await;
     match (depth, slack) {

@@ -1,8 +1,8 @@
 //! Journal: the durable record of everything rollbackd received and did.
 //!
 //! One SQLite file in WAL mode. Every webhook is written before it is
-//! acknowledged: the raw body byte for byte plus its group fields
-//! (receiver, group key, status, alert count); the worker then writes each
+//! acknowledged: the raw body byte for byte (stored LZ4-compressed) plus its
+//! group fields (receiver, group key, status, alert count); the worker then writes each
 //! alert's parsed fields (name, namespace, severity, status, fingerprint,
 //! episode start) with its decision and actions. The worker is fed from the
 //! journal, so work accepted before a crash is picked up after a restart.
@@ -113,14 +113,77 @@ pub struct WebhookSummary {
     pub alerts: usize,
 }
 
-impl From<&Notification> for WebhookSummary {
-    fn from(n: &Notification) -> Self {
+impl From<Notification> for WebhookSummary {
+    fn from(n: Notification) -> Self {
         WebhookSummary {
-            receiver: n.receiver.clone(),
-            group_key: n.group_key.clone(),
-            status: n.status,
             alerts: n.alerts.len(),
+            receiver: n.receiver,
+            group_key: n.group_key,
+            status: n.status,
         }
+    }
+}
+
+/// A webhook as the writer thread stores it: the body is compressed on the
+/// caller's task, so the writer (the one serial step of intake) only copies
+/// it.
+struct StoredWebhook {
+    source: Source,
+    replay_of: Option<i64>,
+    dry_run: bool,
+    /// The raw body in [`LZ4`].
+    body: Vec<u8>,
+    summary: WebhookSummary,
+    received_at: Timestamp,
+}
+
+impl StoredWebhook {
+    fn new(w: NewWebhook) -> StoredWebhook {
+        StoredWebhook {
+            body: lz4_flex::compress_prepend_size(&w.raw),
+            source: w.source,
+            replay_of: w.replay_of,
+            dry_run: w.dry_run,
+            summary: w.summary,
+            received_at: w.received_at,
+        }
+    }
+}
+
+/// `webhooks.raw_encoding` of a body stored as received (written before
+/// schema version 3).
+const IDENTITY: &str = "identity";
+/// `webhooks.raw_encoding` of a body stored as an LZ4 block behind its
+/// length (4 bytes, little endian; `lz4_flex::compress_prepend_size`).
+/// Alertmanager's JSON repeats label names and values across alerts: a
+/// 3-alert body shrinks to half, a 1,000-alert group to about a tenth.
+/// Fewer bytes to write and fsync before each acknowledgement (+15 %
+/// acknowledged webhooks per second, bench/README.md) and a smaller
+/// journal, for about 1 µs of compression per small body.
+const LZ4: &str = "lz4";
+
+/// The raw body of webhook `id` from its stored form.
+fn stored_body(id: i64, encoding: &str, stored: Vec<u8>) -> Result<Vec<u8>, JournalError> {
+    let corrupt = |reason: String| JournalError::Corrupt { id, reason };
+    match encoding {
+        IDENTITY => Ok(stored),
+        LZ4 => {
+            // LZ4 expands at most 255 times: a damaged length must not
+            // make us allocate more than the block can hold.
+            let claimed = stored
+                .first_chunk::<4>()
+                .map(|b| u32::from_le_bytes(*b) as usize)
+                .ok_or_else(|| corrupt("stored body is shorter than its length".into()))?;
+            if claimed > stored.len().saturating_mul(255) {
+                return Err(corrupt(format!(
+                    "stored body claims {claimed} bytes from {} compressed",
+                    stored.len()
+                )));
+            }
+            lz4_flex::decompress_size_prepended(&stored)
+                .map_err(|e| corrupt(format!("stored body does not decompress: {e}")))
+        }
+        other => Err(corrupt(format!("unknown body encoding {other:?}"))),
     }
 }
 
@@ -391,6 +454,8 @@ const MIGRATIONS: &[&str] = &[
         ts TEXT NOT NULL,
         PRIMARY KEY (incident, channel)
     );",
+    // 3: bodies compressed from now on; older rows stay as they were.
+    "ALTER TABLE webhooks ADD COLUMN raw_encoding TEXT NOT NULL DEFAULT 'identity';",
 ];
 
 /// Work waiting in the journal (`Journal::depth`).
@@ -441,7 +506,10 @@ where
 
 enum Write {
     Job(Box<dyn Job>),
-    Append(Box<NewWebhook>, oneshot::Sender<Result<i64, JournalError>>),
+    Append(
+        Box<StoredWebhook>,
+        oneshot::Sender<Result<i64, JournalError>>,
+    ),
     Complete(
         Box<PendingWebhook>,
         Vec<AlertOutcome>,
@@ -493,8 +561,9 @@ impl Journal {
     /// Durably appends a webhook; returns its id once committed.
     pub async fn append(&self, webhook: NewWebhook) -> Result<i64, JournalError> {
         let (tx, rx) = oneshot::channel();
+        let stored = Box::new(StoredWebhook::new(webhook));
         self.writer
-            .send(Write::Append(Box::new(webhook), tx))
+            .send(Write::Append(stored, tx))
             .map_err(|_| JournalError::WriterGone)?;
         rx.await.map_err(|_| JournalError::WriterGone)?
     }
@@ -670,7 +739,7 @@ impl Journal {
     ) -> Result<Vec<PendingWebhook>, JournalError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, dry_run, raw, source, alert_count FROM webhooks
+                "SELECT id, dry_run, raw, source, alert_count, raw_encoding FROM webhooks
                  WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
             )?;
             let mut rows = stmt.query([limit as i64])?;
@@ -683,7 +752,7 @@ impl Journal {
                 }
                 alerts += count;
                 let id: i64 = r.get(0)?;
-                let raw: Vec<u8> = r.get(2)?;
+                let raw = stored_body(id, &r.get::<_, String>(5)?, r.get(2)?)?;
                 batch.push(PendingWebhook {
                     id,
                     source: Source::from_db(&r.get::<_, String>(3)?),
@@ -701,12 +770,18 @@ impl Journal {
     pub async fn webhook(&self, id: i64) -> Result<Option<(Vec<u8>, Notification)>, JournalError> {
         self.read(move |conn| {
             let row = conn
-                .query_row("SELECT raw FROM webhooks WHERE id = ?1", [id], |r| {
-                    r.get::<_, Vec<u8>>(0)
-                })
+                .query_row(
+                    "SELECT raw, raw_encoding FROM webhooks WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)),
+                )
                 .optional()?;
-            row.map(|raw| decode(id, &raw).map(|n| (raw, n)))
-                .transpose()
+            let Some((stored, encoding)) = row else {
+                return Ok(None);
+            };
+            let raw = stored_body(id, &encoding, stored)?;
+            let n = decode(id, &raw)?;
+            Ok(Some((raw, n)))
         })
         .await
     }
@@ -896,19 +971,20 @@ fn apply(conn: &Connection, write: &mut Write) -> Result<i64, JournalError> {
     }
 }
 
-fn append_webhook(conn: &Connection, w: &NewWebhook) -> Result<i64, JournalError> {
+fn append_webhook(conn: &Connection, w: &StoredWebhook) -> Result<i64, JournalError> {
     let n = &w.summary;
     conn.prepare_cached(
-        "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw,
+        "INSERT INTO webhooks (received_at, source, replay_of, dry_run, raw, raw_encoding,
                                receiver, group_key, status, alert_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         w.received_at.to_string(),
         w.source.as_str(),
         w.replay_of,
         w.dry_run,
-        w.raw,
+        w.body,
+        LZ4,
         n.receiver,
         n.group_key,
         n.status.as_str(),
@@ -1084,7 +1160,7 @@ fn decode(id: i64, raw: &[u8]) -> Result<Notification, JournalError> {
 fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>, JournalError> {
     let row = conn
         .prepare_cached(
-            "SELECT received_at, source, replay_of, dry_run, processed_at, raw
+            "SELECT received_at, source, replay_of, dry_run, processed_at, raw, raw_encoding
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -1095,12 +1171,15 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
                 r.get::<_, bool>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })
         .optional()?;
-    let Some((received_at, source, replay_of, dry_run, processed_at, raw)) = row else {
+    let Some((received_at, source, replay_of, dry_run, processed_at, stored, encoding)) = row
+    else {
         return Ok(None);
     };
+    let raw = stored_body(id, &encoding, stored)?;
     let n = decode(id, &raw)?;
 
     let mut decisions = conn.prepare_cached(
@@ -1202,7 +1281,7 @@ mod tests {
             replay_of: None,
             dry_run: true,
             raw: FIRING.to_vec(),
-            summary: (&parse_notification(FIRING).unwrap()).into(),
+            summary: parse_notification(FIRING).unwrap().into(),
             received_at: "2026-11-22T12:50:42Z".parse().unwrap(),
         }
     }
@@ -1222,6 +1301,104 @@ mod tests {
         assert_eq!(pending[0].notification.alerts.len(), 4);
         let (raw, _) = j.webhook(id).await.unwrap().unwrap();
         assert_eq!(raw, FIRING, "raw body kept byte for byte");
+    }
+
+    #[tokio::test]
+    async fn bodies_are_stored_compressed_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        let id = j.append(webhook()).await.unwrap();
+        let (stored, encoding): (Vec<u8>, String) = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT raw, raw_encoding FROM webhooks WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(encoding, "lz4");
+        assert!(
+            stored.len() * 2 < FIRING.len(),
+            "{} bytes stored for a {}-byte body",
+            stored.len(),
+            FIRING.len()
+        );
+        assert_eq!(j.webhook(id).await.unwrap().unwrap().0, FIRING);
+        assert_eq!(j.pending(1, 100).await.unwrap()[0].raw, FIRING);
+        let event = j.event(id).await.unwrap().unwrap();
+        assert_eq!(
+            event.payload.unwrap(),
+            serde_json::from_slice::<serde_json::Value>(FIRING).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_journaled_before_compression_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            // A journal at schema version 2, as the previous release left it.
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            conn.execute(
+                "INSERT INTO webhooks (received_at, source, dry_run, raw, receiver,
+                                       group_key, status, alert_count)
+                 VALUES ('2026-11-22T12:50:42Z', 'alertmanager', 1, ?1, 'r', '{}', 'firing', 4)",
+                [FIRING],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        assert_eq!(j.webhook(1).await.unwrap().unwrap().0, FIRING);
+        let pending = j.pending(10, 100).await.unwrap();
+        assert_eq!(pending[0].raw, FIRING);
+        assert_eq!(pending[0].notification.alerts.len(), 4);
+        // New bodies are compressed beside the old ones.
+        let id = j.append(webhook()).await.unwrap();
+        assert_eq!(j.webhook(id).await.unwrap().unwrap().0, FIRING);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_stored_body_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        let id = j.append(webhook()).await.unwrap();
+        let damage = |raw: &[u8], encoding: &str| {
+            Connection::open(&path)
+                .unwrap()
+                .execute(
+                    "UPDATE webhooks SET raw = ?2, raw_encoding = ?3 WHERE id = ?1",
+                    params![id, raw, encoding],
+                )
+                .unwrap();
+        };
+        let mut truncated = lz4_flex::compress_prepend_size(FIRING);
+        truncated.truncate(truncated.len() / 2);
+        let mut huge = lz4_flex::compress_prepend_size(FIRING);
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        for (raw, encoding, reason) in [
+            (&truncated[..], "lz4", "stored body does not decompress"),
+            (&huge[..], "lz4", "stored body claims 4294967295 bytes from"),
+            (&[1, 2][..], "lz4", "stored body is shorter than its length"),
+            (FIRING, "gzip", "unknown body encoding \"gzip\""),
+        ] {
+            damage(raw, encoding);
+            let err = j.webhook(id).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("journal row {id} is unreadable: {reason}")),
+                "{encoding}: {err}"
+            );
+            assert!(j.pending(10, 100).await.is_err());
+        }
     }
 
     #[tokio::test]
@@ -1251,7 +1428,11 @@ mod tests {
         let replies: Vec<_> = (0..200)
             .map(|_| {
                 let (reply, wait) = oneshot::channel();
-                tx.send(Write::Append(Box::new(webhook()), reply)).unwrap();
+                tx.send(Write::Append(
+                    Box::new(StoredWebhook::new(webhook())),
+                    reply,
+                ))
+                .unwrap();
                 wait
             })
             .collect();

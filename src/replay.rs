@@ -41,7 +41,7 @@ pub async fn replay(app: &AppState, id: i64, dry_run: bool) -> Result<ReplayRece
             replay_of: Some(id),
             dry_run,
             raw,
-            summary: (&notification).into(),
+            summary: notification.into(),
             received_at: app.clock.now(),
         })
         .await

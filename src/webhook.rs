@@ -5,6 +5,8 @@
 //! answers 200 with a receipt. A journal failure is a 503, so Alertmanager
 //! retries. Nothing from a rejected request is acted on.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -33,7 +35,7 @@ pub struct Receipt {
 
 /// `POST /webhook`.
 pub async fn receive(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Receipt>, ApiError> {
@@ -79,7 +81,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Recei
         .await
         .map_err(|_| ApiError::TooLarge { limit })?;
     // Only the group fields go on: the raw body is what is journaled.
-    let summary = WebhookSummary::from(&parse_notification(&raw)?);
+    let summary = WebhookSummary::from(parse_notification(&raw)?);
     let alerts = summary.alerts;
     let id = app
         .journal
@@ -108,18 +110,18 @@ const SMALL_BODY: usize = 64 << 10;
 
 /// Accepts `application/json` with any parameters (`; charset=utf-8`).
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let found = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let is_json = found.as_deref().is_some_and(|v| {
-        v.split(';')
+    let found = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let is_json = found.is_some_and(|v| {
+        v.split(|b| *b == b';')
             .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            .is_some_and(|m| m.trim_ascii().eq_ignore_ascii_case(b"application/json"))
     });
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType { found })
+        Err(ApiError::UnsupportedMediaType {
+            found: found.map(|v| String::from_utf8_lossy(v).into_owned()),
+        })
     }
 }
 
