@@ -69,7 +69,11 @@ bare_line=$(run bare "$bare")
 intake_line=$(run durable-intake-only "$intake")
 durable_line=$(run durable-with-worker "$durable")
 accepted=$(curl -s "http://$durable/metrics" | awk -F' ' '/^rollbackd_webhooks_total\{outcome="accepted"/ {print $2}')
-batch=$(curl -s "http://$durable/metrics" | awk '/^rollbackd_journal_batch_size_sum/ {s=$2} /^rollbackd_journal_batch_size_count/ {c=$2} END {if (c>0) printf "%.1f", s/c}')
+# Mean writes per commit (rollbackd_journal_batch_size) of a server.
+batch() {
+  curl -s "http://$1/metrics" | awk '/^rollbackd_journal_batch_size_sum/ {s=$2}
+    /^rollbackd_journal_batch_size_count/ {c=$2} END {if (c>0) printf "%.1f", s/c}'
+}
 
 echo
 printf '%-28s %12s %10s %10s %8s\n' handler req/s p50 p99 non-2xx
@@ -81,4 +85,5 @@ b=$(echo "$bare_line" | awk '{print $2}')
 i=$(echo "$intake_line" | awk '{print $2}'); d=$(echo "$durable_line" | awk '{print $2}')
 echo "durable intake-only / bare throughput: $(awk -v d="$i" -v b="$b" 'BEGIN {printf "%.2f", d/b}')"
 echo "durable with worker / bare throughput: $(awk -v d="$d" -v b="$b" 'BEGIN {printf "%.2f", d/b}')"
-echo "webhooks journaled (from /metrics): $accepted; mean writes per commit: $batch"
+echo "webhooks journaled with worker (from /metrics): $accepted"
+echo "mean writes per commit: intake-only $(batch "$intake"), with worker $(batch "$durable") (webhooks and the worker's completions)"
