@@ -1,10 +1,10 @@
 //! Journal: the durable record of everything rollbackd received and did.
 //!
 //! One SQLite file in WAL mode. Every webhook is written before it is
-//! acknowledged: the raw body byte for byte (stored LZ4-compressed) plus its
-//! group fields (receiver, group key, status, alert count); the worker then writes each
-//! alert's parsed fields (name, namespace, severity, status, fingerprint,
-//! episode start) with its decision and actions. The worker is fed from the
+//! acknowledged: the raw body byte for byte (stored LZ4-compressed) plus
+//! its group fields (receiver, group key, status, alert count); the worker
+//! then writes each alert's parsed fields (name, namespace, severity,
+//! status, fingerprint, episode start) with its decision and actions. The worker is fed from the
 //! journal, so work accepted before a crash is picked up after a restart.
 //!
 //! Writes go through one writer thread that owns the write connection and
