@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::proc::{auth_env, spawn, Proc};
-use common::{actions, eventually_within, rules_with_budget, FIRING, WEBHOOK_TOKEN};
+use common::{actions, eventually_within, rules_with_budget, until, FIRING, WEBHOOK_TOKEN};
 use fakekube::FakeKube;
 use serde_json::{json, Value};
 
@@ -107,6 +107,38 @@ async fn post_all(replicas: &[Option<Proc>], body: &[u8]) -> Vec<Option<i64>> {
     ids
 }
 
+/// Waits until shop/`deploy` has been rolled back at least once.
+async fn rolled_back(fake: &FakeKube, deploy: &str) {
+    until(&format!("{deploy} rolled back"), TAKEOVER, || async {
+        (rollbacks(fake, deploy) >= 1).then_some(())
+    })
+    .await;
+}
+
+/// Waits until replica `r` is ready and has processed every webhook it
+/// journaled, `count` of them when given.
+async fn all_processed(r: &Proc, count: Option<usize>) {
+    let what = format!("{} processed all its webhooks", r.url);
+    until(&what, TAKEOVER, || async {
+        let ready = r.readyz().await?;
+        let events: Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/events?limit=500", r.url))
+            .bearer_auth(common::OPERATOR_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let list = events["events"].as_array()?;
+        (ready["ready"] == true
+            && count.is_none_or(|n| list.len() == n)
+            && list.iter().all(|e| !e["processed_at"].is_null()))
+        .then_some(())
+    })
+    .await;
+}
+
 /// Waits until replica `r` has processed (or handed over) its webhook `id`.
 async fn processed(r: &Proc, id: i64) -> Value {
     eventually_within(TAKEOVER, || async {
@@ -170,25 +202,7 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
         }
     }
     // Followers' copies reach the leader too; all of them processed there.
-    let leader = replicas[first].as_ref().unwrap();
-    eventually_within(TAKEOVER, || async {
-        let m = leader.readyz().await?;
-        let events: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/events?limit=500", leader.url))
-            .bearer_auth(common::OPERATOR_TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let list = events["events"].as_array()?;
-        (m["ready"] == true
-            && list.len() == 18
-            && list.iter().all(|e| !e["processed_at"].is_null()))
-        .then_some(())
-    })
-    .await;
+    all_processed(replicas[first].as_ref().unwrap(), Some(18)).await;
     for i in 0..6 {
         let name = format!("svc{i}");
         assert_eq!(
@@ -205,7 +219,9 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
 
     // Mid-storm, the leader dies (SIGKILL: no release); the survivors keep
     // accepting, one of them takes the Lease over once it expires and
-    // finishes the work.
+    // finishes the work sent after the crash. What the dead leader had
+    // acknowledged before it (its own copies of svc6..8 and those the
+    // followers had handed it) waits in its journal until it comes back.
     let mut storm = Vec::new();
     for i in 6..18 {
         if i == 9 {
@@ -230,12 +246,8 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
             processed(r, *id).await;
         }
     }
-    for i in 6..18 {
-        let name = format!("svc{i}");
-        eventually_within(TAKEOVER, || async {
-            (rollbacks(&fake, &name) >= 1).then_some(())
-        })
-        .await;
+    for i in 9..18 {
+        rolled_back(&fake, &format!("svc{i}")).await;
     }
 
     // The killed replica comes back on its journal: it is a follower now and
@@ -256,6 +268,12 @@ async fn three_replicas_roll_back_each_episode_once_through_a_leader_crash() {
             .then_some(())
     })
     .await;
+    // Everything handed over is journaled at the leader; once it has all
+    // been processed there, no rollback is still on its way.
+    for i in 0..18 {
+        rolled_back(&fake, &format!("svc{i}")).await;
+    }
+    all_processed(replicas[second].as_ref().unwrap(), None).await;
     for i in 0..18 {
         let name = format!("svc{i}");
         assert_eq!(
