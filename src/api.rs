@@ -48,7 +48,7 @@ pub enum ApiError {
     #[error(transparent)]
     Payload(#[from] ParseError),
     /// The journal could not take or give the data.
-    #[error("journal unavailable: {0}")]
+    #[error("{}", journal_message(.0))]
     Journal(JournalError),
     /// No such event.
     #[error("event {0} not found")]
@@ -56,6 +56,15 @@ pub enum ApiError {
     /// A bad query parameter.
     #[error("{0}")]
     BadQuery(String),
+}
+
+/// A damaged row says so itself; anything else is the journal being
+/// unavailable.
+fn journal_message(e: &JournalError) -> String {
+    match e {
+        JournalError::Corrupt { .. } => e.to_string(),
+        _ => format!("journal unavailable: {e}"),
+    }
 }
 
 impl ApiError {
@@ -68,6 +77,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Payload(ParseError::Malformed { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Payload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Asking again will not help: the row itself is damaged.
+            ApiError::Journal(JournalError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
@@ -84,6 +95,7 @@ impl ApiError {
             ApiError::Payload(ParseError::Malformed { .. }) => "malformed_json",
             ApiError::Payload(ParseError::UnsupportedVersion { .. }) => "unsupported_version",
             ApiError::Payload(ParseError::Invalid(_)) => "invalid_payload",
+            ApiError::Journal(JournalError::Corrupt { .. }) => "journal_row_unreadable",
             ApiError::Journal(_) => "journal_unavailable",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadQuery(_) => "bad_query",
@@ -116,7 +128,7 @@ impl IntoResponse for ApiError {
             body["column"] = json!(column);
         }
         if let ApiError::Journal(e) = &self {
-            tracing::error!(error = %e, "journal unavailable; answering 503");
+            tracing::error!(error = %e, status = status.as_u16(), "journal error");
         }
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Unauthorized { challenge, .. } = &self {

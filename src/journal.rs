@@ -187,6 +187,62 @@ fn stored_body(id: i64, encoding: &str, stored: Vec<u8>) -> Result<Vec<u8>, Jour
     }
 }
 
+/// Webhooks that cannot be read back: id and reason.
+type Unreadable = Vec<(i64, String)>;
+
+/// Webhooks pending, read as [`Journal::pending`] says, and those among
+/// them that cannot be read back.
+fn read_pending(
+    conn: &Connection,
+    limit: usize,
+    max_alerts: usize,
+) -> Result<(Vec<PendingWebhook>, Unreadable), JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dry_run, raw, source, alert_count, raw_encoding FROM webhooks
+         WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
+    )?;
+    let mut rows = stmt.query([limit as i64])?;
+    let mut batch = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut alerts = 0;
+    while let Some(r) = rows.next()? {
+        let count = usize::try_from(r.get::<_, i64>(4)?).unwrap_or(0);
+        if !batch.is_empty() && alerts + count > max_alerts {
+            break;
+        }
+        let id: i64 = r.get(0)?;
+        let read = stored_body(id, &r.get::<_, String>(5)?, r.get(2)?)
+            .and_then(|raw| decode(id, &raw).map(|n| (raw, n)));
+        let (raw, notification) = match read {
+            Ok(read) => read,
+            Err(JournalError::Corrupt { reason, .. }) => {
+                unreadable.push((id, reason));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        alerts += count;
+        batch.push(PendingWebhook {
+            id,
+            source: Source::from_db(&r.get::<_, String>(3)?),
+            dry_run: r.get(1)?,
+            notification,
+            raw,
+        });
+    }
+    Ok((batch, unreadable))
+}
+
+/// Ends an unreadable webhook: processed, with why it was not.
+fn set_aside_unreadable(conn: &Connection, id: i64, reason: &str) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "UPDATE webhooks SET processed_at = ?2, unreadable = ?3
+         WHERE id = ?1 AND processed_at IS NULL",
+    )?
+    .execute(params![id, Timestamp::now().to_string(), reason])?;
+    Ok(())
+}
+
 /// One action the worker took (or would take) for an alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActionRecord {
@@ -314,6 +370,10 @@ pub struct Event {
     pub status: AlertStatus,
     /// When the worker finished with it; `null` while pending.
     pub processed_at: Option<String>,
+    /// Why its stored body could not be read back (it was set aside, not
+    /// processed, and its alerts and payload are unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
     /// Its alerts with their decisions and actions.
     pub alerts: Vec<EventAlert>,
     /// Replays of this webhook (detail view only).
@@ -454,8 +514,10 @@ const MIGRATIONS: &[&str] = &[
         ts TEXT NOT NULL,
         PRIMARY KEY (incident, channel)
     );",
-    // 3: bodies compressed from now on; older rows stay as they were.
-    "ALTER TABLE webhooks ADD COLUMN raw_encoding TEXT NOT NULL DEFAULT 'identity';",
+    // 3: bodies compressed from now on (older rows stay as they were); why
+    // a webhook that could not be read back was set aside.
+    "ALTER TABLE webhooks ADD COLUMN raw_encoding TEXT NOT NULL DEFAULT 'identity';
+    ALTER TABLE webhooks ADD COLUMN unreadable TEXT;",
 ];
 
 /// Work waiting in the journal (`Journal::depth`).
@@ -732,38 +794,31 @@ impl Journal {
     /// Webhooks not processed yet, oldest first: at most `limit`, and no
     /// more than `max_alerts` alerts in all (but always the oldest one), so
     /// a batch of large groups does not hold them all parsed at once.
+    ///
+    /// A webhook whose stored body cannot be read back (damaged on disk or
+    /// by hand) is set aside instead of stopping the worker on it forever:
+    /// it is journaled as processed with the reason (`unreadable`, shown by
+    /// the events API), logged at ERROR, and the webhooks after it go on.
     pub async fn pending(
         &self,
         limit: usize,
         max_alerts: usize,
     ) -> Result<Vec<PendingWebhook>, JournalError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, dry_run, raw, source, alert_count, raw_encoding FROM webhooks
-                 WHERE processed_at IS NULL ORDER BY id LIMIT ?1",
-            )?;
-            let mut rows = stmt.query([limit as i64])?;
-            let mut batch = Vec::new();
-            let mut alerts = 0;
-            while let Some(r) = rows.next()? {
-                let count = usize::try_from(r.get::<_, i64>(4)?).unwrap_or(0);
-                if !batch.is_empty() && alerts + count > max_alerts {
-                    break;
-                }
-                alerts += count;
-                let id: i64 = r.get(0)?;
-                let raw = stored_body(id, &r.get::<_, String>(5)?, r.get(2)?)?;
-                batch.push(PendingWebhook {
-                    id,
-                    source: Source::from_db(&r.get::<_, String>(3)?),
-                    dry_run: r.get(1)?,
-                    notification: decode(id, &raw)?,
-                    raw,
-                });
+        loop {
+            let (batch, unreadable) = self
+                .read(move |conn| read_pending(conn, limit, max_alerts))
+                .await?;
+            let set_aside = !unreadable.is_empty();
+            for (id, reason) in unreadable {
+                tracing::error!(id, %reason, "journaled webhook cannot be read back; set aside, not processed");
+                self.write(move |conn| set_aside_unreadable(conn, id, &reason))
+                    .await?;
             }
-            Ok(batch)
-        })
-        .await
+            // A batch of only unreadable webhooks: look again for the rest.
+            if !batch.is_empty() || !set_aside {
+                return Ok(batch);
+            }
+        }
     }
 
     /// The raw body and parsed form of a webhook, for replay.
@@ -1157,30 +1212,82 @@ fn decode(id: i64, raw: &[u8]) -> Result<Notification, JournalError> {
     })
 }
 
+/// A `webhooks` row as [`load_event`] reads it.
+struct StoredEvent {
+    received_at: String,
+    source: String,
+    replay_of: Option<i64>,
+    dry_run: bool,
+    processed_at: Option<String>,
+    stored: Vec<u8>,
+    encoding: String,
+    receiver: String,
+    group_key: String,
+    status: String,
+    unreadable: Option<String>,
+}
+
 fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>, JournalError> {
     let row = conn
         .prepare_cached(
-            "SELECT received_at, source, replay_of, dry_run, processed_at, raw, raw_encoding
+            "SELECT received_at, source, replay_of, dry_run, processed_at, raw, raw_encoding,
+                    receiver, group_key, status, unreadable
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Vec<u8>>(5)?,
-                r.get::<_, String>(6)?,
-            ))
+            Ok(StoredEvent {
+                received_at: r.get(0)?,
+                source: r.get(1)?,
+                replay_of: r.get(2)?,
+                dry_run: r.get(3)?,
+                processed_at: r.get(4)?,
+                stored: r.get(5)?,
+                encoding: r.get(6)?,
+                receiver: r.get(7)?,
+                group_key: r.get(8)?,
+                status: r.get(9)?,
+                unreadable: r.get(10)?,
+            })
         })
         .optional()?;
-    let Some((received_at, source, replay_of, dry_run, processed_at, stored, encoding)) = row
-    else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let raw = stored_body(id, &encoding, stored)?;
-    let n = decode(id, &raw)?;
+    let read = stored_body(id, &row.encoding, row.stored)
+        .and_then(|raw| decode(id, &raw).map(|n| (raw, n)));
+    let (raw, n) = match read {
+        Ok((raw, n)) => (raw, n),
+        // Shown from the group fields stored beside it, with the reason,
+        // so one damaged row does not hide the others.
+        Err(JournalError::Corrupt { reason, .. }) => {
+            return Ok(Some(Event {
+                id,
+                received_at: row.received_at,
+                source: Source::from_db(&row.source),
+                replay_of: row.replay_of,
+                dry_run: row.dry_run,
+                receiver: row.receiver,
+                group_key: row.group_key,
+                status: match row.status.as_str() {
+                    "resolved" => AlertStatus::Resolved,
+                    _ => AlertStatus::Firing,
+                },
+                processed_at: row.processed_at,
+                unreadable: Some(row.unreadable.unwrap_or(reason)),
+                alerts: Vec::new(),
+                replays: None,
+                payload: None,
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    let (received_at, source, replay_of, dry_run, processed_at) = (
+        row.received_at,
+        row.source,
+        row.replay_of,
+        row.dry_run,
+        row.processed_at,
+    );
 
     let mut decisions = conn.prepare_cached(
         "SELECT idx, decision_json FROM alerts WHERE webhook_id = ?1 ORDER BY idx",
@@ -1262,6 +1369,7 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
         group_key: n.group_key,
         status: n.status,
         processed_at,
+        unreadable: row.unreadable,
         alerts,
         replays,
         payload,
@@ -1397,8 +1505,40 @@ mod tests {
                     .starts_with(&format!("journal row {id} is unreadable: {reason}")),
                 "{encoding}: {err}"
             );
-            assert!(j.pending(10, 100).await.is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn unreadable_webhooks_are_set_aside_and_the_next_ones_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        for _ in 0..4 {
+            j.append(webhook()).await.unwrap();
+        }
+        // A whole batch's worth of damage (1 and 2), then a good one.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE webhooks SET raw_encoding = 'zstd' WHERE id IN (1, 2);
+                 UPDATE webhooks SET raw = X'00' WHERE id = 4;",
+            )
+            .unwrap();
+        let ids = |b: Vec<PendingWebhook>| b.iter().map(|w| w.id).collect::<Vec<_>>();
+        // 1 and 2 fill the first read; the next one brings 3 and 4.
+        assert_eq!(ids(j.pending(2, 100).await.unwrap()), [3]);
+        assert_eq!(j.pending_count().await.unwrap(), 1, "only 3 still waits");
+        let event = j.event(1).await.unwrap().unwrap();
+        assert_eq!(
+            event.unreadable.as_deref(),
+            Some("unknown body encoding \"zstd\"")
+        );
+        assert!(event.processed_at.is_some() && event.alerts.is_empty());
+        assert_eq!(
+            j.event(4).await.unwrap().unwrap().unreadable.as_deref(),
+            Some("stored body is shorter than its length")
+        );
+        assert!(j.event(3).await.unwrap().unwrap().unreadable.is_none());
     }
 
     #[tokio::test]

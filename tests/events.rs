@@ -309,3 +309,81 @@ async fn journal_counts_the_webhooks_waiting_for_a_worker() {
     assert_eq!(server.state.journal.pending_count().await.unwrap(), 3);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_that_cannot_be_read_back_is_set_aside_and_the_rest_go_on() {
+    let journal = tempfile::tempdir().unwrap();
+    let path = journal.path().join("journal.db");
+    let at = path.clone();
+    // Accepted while no worker runs, then damaged on disk.
+    let intake = TestServer::start_with(
+        move |s| {
+            s.journal = at;
+            s.intake_only = true;
+        },
+        Default::default(),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(intake.post_webhook(FIRING).await.status().as_u16(), 200);
+    }
+    intake.stop().await;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE webhooks SET raw = substr(raw, 1, 40) WHERE id = 2",
+            [],
+        )
+        .unwrap();
+
+    let at = path.clone();
+    let server = TestServer::start_with(move |s| s.journal = at, Default::default()).await;
+    for id in [1, 3] {
+        let event = server.processed_event(id).await;
+        assert_eq!(event["alerts"].as_array().unwrap().len(), 4, "{event}");
+        assert!(event.get("unreadable").is_none(), "{event}");
+    }
+    let damaged = server.processed_event(2).await;
+    assert_eq!(
+        damaged["unreadable"],
+        "stored body does not decompress: literal is out of bounds of the input",
+        "{damaged}"
+    );
+    assert_eq!(damaged["alerts"], serde_json::json!([]));
+    assert_eq!(damaged["receiver"], "rollbackd");
+    assert_eq!(damaged["status"], "firing");
+    assert!(damaged.get("payload").is_none(), "{damaged}");
+
+    let (status, list) = server.get_json("/api/v1/events").await;
+    assert_eq!(status, 200, "one damaged row does not hide the others");
+    let ids: Vec<i64> = list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 2, 1]);
+
+    let r = server
+        .client
+        .post(format!("{}/api/v1/replay/2", server.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "retrying won't help"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "journal_row_unreadable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("journal row 2 is unreadable: stored body does not decompress"),
+        "{body}"
+    );
+    server.stop().await;
+}
