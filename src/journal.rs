@@ -1281,13 +1281,6 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
         }
         Err(e) => return Err(e),
     };
-    let (received_at, source, replay_of, dry_run, processed_at) = (
-        row.received_at,
-        row.source,
-        row.replay_of,
-        row.dry_run,
-        row.processed_at,
-    );
 
     let mut decisions = conn.prepare_cached(
         "SELECT idx, decision_json FROM alerts WHERE webhook_id = ?1 ORDER BY idx",
@@ -1361,14 +1354,14 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
 
     Ok(Some(Event {
         id,
-        received_at,
-        source: Source::from_db(&source),
-        replay_of,
-        dry_run,
+        received_at: row.received_at,
+        source: Source::from_db(&row.source),
+        replay_of: row.replay_of,
+        dry_run: row.dry_run,
         receiver: n.receiver,
         group_key: n.group_key,
         status: n.status,
-        processed_at,
+        processed_at: row.processed_at,
         unreadable: row.unreadable,
         alerts,
         replays,
