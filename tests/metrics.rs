@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::slack::{Answer, FakeSlack, BOT_TOKEN};
 use common::*;
-use fakekube::{FakeKube, Rollout};
+use fakekube::Rollout;
 use rollbackd::app::Cluster;
 use rollbackd::config::Secret;
 use rollbackd::report::SlackConfig;
@@ -98,22 +98,6 @@ where
     common::until(what, Duration::from_secs(60), check).await
 }
 
-/// shop/ecommerce, shop/checkout and shop/frontend, each with a good and a
-/// bad release; ecommerce's rollback never gets healthy.
-async fn shop() -> FakeKube {
-    let fake = FakeKube::start().await;
-    for name in ["ecommerce", "checkout", "frontend"] {
-        let w = fake
-            .deployment("shop", name)
-            .image(&format!("ghcr.io/company/{name}:v1.1.0"))
-            .create()
-            .await;
-        w.deploy(&format!("ghcr.io/company/{name}:v1.2.0"), "bad release");
-    }
-    fake.set_rollout("shop", "ecommerce", Rollout::Never);
-    fake
-}
-
 /// The firing group's ServiceDown alert, moved to the protected
 /// kube-system namespace (a new episode).
 fn protected_namespace_alert() -> Vec<u8> {
@@ -136,6 +120,8 @@ fn protected_namespace_alert() -> Vec<u8> {
 #[tokio::test]
 async fn every_stage_is_exported_and_promtool_accepts_the_scrape() {
     let fake = shop().await;
+    // ecommerce's rollback never gets healthy.
+    fake.set_rollout("shop", "ecommerce", Rollout::Never);
     let slack = FakeSlack::start().await;
     // The first request fails (503: backoff), the second is rate limited.
     slack.script([

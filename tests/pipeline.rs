@@ -4,25 +4,9 @@
 mod common;
 
 use common::*;
-use fakekube::{FakeKube, WorkloadKind as FakeKind};
+use fakekube::WorkloadKind as FakeKind;
 use rollbackd::app::Cluster;
 use serde_json::Value;
-
-/// shop/ecommerce, shop/checkout and shop/frontend, each with a good and a
-/// bad release.
-async fn shop() -> FakeKube {
-    let fake = FakeKube::start().await;
-    for name in ["ecommerce", "checkout", "frontend"] {
-        let w = fake
-            .deployment("shop", name)
-            .image(&format!("ghcr.io/company/{name}:v1.1.0"))
-            .change_cause("good release")
-            .create()
-            .await;
-        w.deploy(&format!("ghcr.io/company/{name}:v1.2.0"), "bad release");
-    }
-    fake
-}
 
 fn rollback_outcomes(event: &Value) -> Vec<(String, String)> {
     event["alerts"]

@@ -19,6 +19,22 @@ pub const OPERATOR_TOKEN: &str = "oncall-operator-token";
 pub const FIRING: &[u8] = include_bytes!("../fixtures/alertmanager-0.25-firing-group.json");
 pub const RESOLVED: &[u8] = include_bytes!("../fixtures/alertmanager-0.25-one-resolved.json");
 
+/// shop/ecommerce, shop/checkout and shop/frontend, each with a good and a
+/// bad release.
+pub async fn shop() -> fakekube::FakeKube {
+    let fake = fakekube::FakeKube::start().await;
+    for name in ["ecommerce", "checkout", "frontend"] {
+        let w = fake
+            .deployment("shop", name)
+            .image(&format!("ghcr.io/company/{name}:v1.1.0"))
+            .change_cause("good release")
+            .create()
+            .await;
+        w.deploy(&format!("ghcr.io/company/{name}:v1.2.0"), "bad release");
+    }
+    fake
+}
+
 /// A clock the test sets.
 pub struct TestClock(Mutex<Timestamp>);
 
