@@ -211,9 +211,7 @@ fn read_pending(
             break;
         }
         let id: i64 = r.get(0)?;
-        let read = stored_body(id, &r.get::<_, String>(5)?, r.get(2)?)
-            .and_then(|raw| decode(id, &raw).map(|n| (raw, n)));
-        let (raw, notification) = match read {
+        let (raw, notification) = match read_back(id, &r.get::<_, String>(5)?, r.get(2)?) {
             Ok(read) => read,
             Err(JournalError::Corrupt { reason, .. }) => {
                 unreadable.push((id, reason));
@@ -834,9 +832,7 @@ impl Journal {
             let Some((stored, encoding)) = row else {
                 return Ok(None);
             };
-            let raw = stored_body(id, &encoding, stored)?;
-            let n = decode(id, &raw)?;
-            Ok(Some((raw, n)))
+            read_back(id, &encoding, stored).map(Some)
         })
         .await
     }
@@ -1202,14 +1198,21 @@ fn fail_all(batch: Vec<Write>, e: &rusqlite::Error) {
     }
 }
 
-/// The parsed form of a journaled body. The raw body is what is stored
-/// (the parse is deterministic, and one copy keeps the acknowledgement path
-/// to one small insert); it parsed when it was accepted.
-fn decode(id: i64, raw: &[u8]) -> Result<Notification, JournalError> {
-    crate::parse::parse_notification(raw).map_err(|e| JournalError::Corrupt {
+/// The raw body of webhook `id` and its parsed form, from the stored body.
+/// The raw body is what is stored (the parse is deterministic, and one copy
+/// keeps the acknowledgement path to one small insert); it parsed when it
+/// was accepted.
+fn read_back(
+    id: i64,
+    encoding: &str,
+    stored: Vec<u8>,
+) -> Result<(Vec<u8>, Notification), JournalError> {
+    let raw = stored_body(id, encoding, stored)?;
+    let n = crate::parse::parse_notification(&raw).map_err(|e| JournalError::Corrupt {
         id,
         reason: e.to_string(),
-    })
+    })?;
+    Ok((raw, n))
 }
 
 /// A `webhooks` row as [`load_event`] reads it.
@@ -1253,9 +1256,7 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
     let Some(row) = row else {
         return Ok(None);
     };
-    let read = stored_body(id, &row.encoding, row.stored)
-        .and_then(|raw| decode(id, &raw).map(|n| (raw, n)));
-    let (raw, n) = match read {
+    let (raw, n) = match read_back(id, &row.encoding, row.stored) {
         Ok((raw, n)) => (raw, n),
         // Shown from the group fields stored beside it, with the reason,
         // so one damaged row does not hide the others.
