@@ -73,6 +73,50 @@ pub enum ConfigError {
         /// Which secret.
         what: &'static str,
     },
+    /// A secret given as an empty (or blank) value: it would let in a
+    /// request that carries no credential at all.
+    #[error(
+        "{what} is empty ({env}, --{flag} or the config key {key}); an empty secret \
+         would let in a request with no credential: refusing to start"
+    )]
+    EmptySecret {
+        /// Which secret.
+        what: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// Its flag, without the dashes.
+        flag: String,
+        /// Its config file key.
+        key: String,
+    },
+    /// A secret file that holds nothing (a Secret mounted before it was
+    /// filled, a template that rendered "").
+    #[error(
+        "{what} file {path} is empty; an empty secret would let in a request with no \
+         credential: refusing to start"
+    )]
+    EmptySecretFile {
+        /// Which secret.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// An empty basic-auth user name.
+    #[error(
+        "the webhook user is empty (ROLLBACKD_WEBHOOK_USER, --webhook-user or the config \
+         key webhook_user): refusing to start"
+    )]
+    EmptyWebhookUser,
+    /// A webhook credential equal to the operator token: whoever holds the
+    /// webhook secret could read history and replay.
+    #[error(
+        "the {what} equals the operator token; they must differ, or the webhook \
+         credential would also open the operator API"
+    )]
+    SharedSecret {
+        /// `webhook token` or `webhook password`.
+        what: &'static str,
+    },
     /// Basic auth half configured.
     #[error("basic auth needs both a user and a password")]
     BasicAuthIncomplete,
@@ -368,15 +412,20 @@ impl Settings {
         };
         let webhook_token = secret(
             "webhook token",
+            "ROLLBACKD_WEBHOOK_TOKEN",
             args.webhook_token.clone().or(file.webhook_token),
             pick(&args.webhook_token_file, &file.webhook_token_file),
         )?;
         let webhook_password = secret(
             "webhook password",
+            "ROLLBACKD_WEBHOOK_PASSWORD",
             args.webhook_password.clone().or(file.webhook_password),
             pick(&args.webhook_password_file, &file.webhook_password_file),
         )?;
         let webhook_user = args.webhook_user.clone().or(file.webhook_user);
+        if webhook_user.as_ref().is_some_and(|u| u.trim().is_empty()) {
+            return Err(ConfigError::EmptyWebhookUser);
+        }
         let basic = match (webhook_user, webhook_password) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,
@@ -384,6 +433,7 @@ impl Settings {
         };
         let operator_token = secret(
             "operator token",
+            "ROLLBACKD_OPERATOR_TOKEN",
             args.operator_token.clone().or(file.operator_token),
             pick(&args.operator_token_file, &file.operator_token_file),
         )?;
@@ -395,6 +445,22 @@ impl Settings {
             bearer: webhook_token,
             basic,
         };
+        if let Some(operator) = &operator_token {
+            if webhook_auth.bearer.as_ref() == Some(operator) {
+                return Err(ConfigError::SharedSecret {
+                    what: "webhook token",
+                });
+            }
+            if webhook_auth
+                .basic
+                .as_ref()
+                .is_some_and(|(_, p)| p == operator)
+            {
+                return Err(ConfigError::SharedSecret {
+                    what: "webhook password",
+                });
+            }
+        }
         if !webhook_auth.is_configured() && !insecure_no_auth {
             return Err(ConfigError::NoAuth);
         }
@@ -495,6 +561,7 @@ fn slack_config(args: &ServeArgs, file: &FileConfig) -> Result<SlackConfig, Conf
     let pick = |a: &Option<PathBuf>, f: &Option<PathBuf>| a.clone().or_else(|| f.clone());
     let webhook_url = secret(
         "Slack webhook URL",
+        "ROLLBACKD_SLACK_WEBHOOK_URL",
         args.slack_webhook_url
             .clone()
             .or_else(|| file.slack_webhook_url.clone()),
@@ -502,6 +569,7 @@ fn slack_config(args: &ServeArgs, file: &FileConfig) -> Result<SlackConfig, Conf
     )?;
     let bot_token = secret(
         "Slack bot token",
+        "ROLLBACKD_SLACK_BOT_TOKEN",
         args.slack_bot_token
             .clone()
             .or_else(|| file.slack_bot_token.clone()),
@@ -556,13 +624,28 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// A secret from a value or a file (trailing newline dropped, as
 /// `kubectl create secret --from-file` keeps it).
+///
+/// `env` is the secret's variable (`ROLLBACKD_WEBHOOK_TOKEN`); the flag and
+/// the config key are derived from it for the error that names them. An
+/// empty or blank secret is refused: compared against an empty credential,
+/// it would let in a request that carries none.
 fn secret(
     what: &'static str,
+    env: &'static str,
     value: Option<String>,
     file: Option<PathBuf>,
 ) -> Result<Option<Secret>, ConfigError> {
     match (value, file) {
         (Some(_), Some(_)) => Err(ConfigError::SecretTwice { what }),
+        (Some(v), None) if v.trim().is_empty() => {
+            let key = env.trim_start_matches("ROLLBACKD_").to_ascii_lowercase();
+            Err(ConfigError::EmptySecret {
+                what,
+                env,
+                flag: key.replace('_', "-"),
+                key,
+            })
+        }
         (Some(v), None) => Ok(Some(Secret::new(v))),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::SecretFile {
@@ -570,7 +653,11 @@ fn secret(
                 path: path.clone(),
                 reason: e.kind().to_string(),
             })?;
-            Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                return Err(ConfigError::EmptySecretFile { what, path });
+            }
+            Ok(Some(Secret::new(text)))
         }
         (None, None) => Ok(None),
     }
@@ -652,6 +739,96 @@ mod tests {
             err.to_string(),
             "webhook token is given both as a value and as a file; give one"
         );
+    }
+
+    #[test]
+    fn an_empty_secret_refuses_to_start_and_names_where_it_came_from() {
+        let err = |args: ServeArgs| Settings::resolve(&args).unwrap_err().to_string();
+        for blank in ["", "  ", "\n"] {
+            assert_eq!(
+                err(ServeArgs {
+                    webhook_token: Some(blank.into()),
+                    ..Default::default()
+                }),
+                "webhook token is empty (ROLLBACKD_WEBHOOK_TOKEN, --webhook-token or the config \
+                 key webhook_token); an empty secret would let in a request with no credential: \
+                 refusing to start"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        assert_eq!(
+            err(ServeArgs {
+                webhook_token_file: Some(empty.clone()),
+                ..Default::default()
+            }),
+            format!(
+                "webhook token file {} is empty; an empty secret would let in a request with no \
+                 credential: refusing to start",
+                empty.display()
+            )
+        );
+        // Basic auth: an empty password (value or file) and an empty user.
+        assert!(err(ServeArgs {
+            webhook_user: Some("am".into()),
+            webhook_password: Some(String::new()),
+            ..Default::default()
+        })
+        .starts_with("webhook password is empty (ROLLBACKD_WEBHOOK_PASSWORD, --webhook-password"));
+        assert!(err(ServeArgs {
+            webhook_user: Some("am".into()),
+            webhook_password_file: Some(empty.clone()),
+            ..Default::default()
+        })
+        .starts_with("webhook password file "));
+        assert!(err(ServeArgs {
+            webhook_user: Some(String::new()),
+            webhook_password: Some("pw".into()),
+            ..Default::default()
+        })
+        .starts_with("the webhook user is empty (ROLLBACKD_WEBHOOK_USER"));
+        // The operator token and Slack's secrets too, even with auth off.
+        assert!(err(ServeArgs {
+            insecure_no_auth: Some(true),
+            operator_token: Some(String::new()),
+            ..Default::default()
+        })
+        .starts_with("operator token is empty (ROLLBACKD_OPERATOR_TOKEN, --operator-token"));
+        assert!(err(ServeArgs {
+            insecure_no_auth: Some(true),
+            slack_bot_token_file: Some(empty),
+            slack_channel: Some("#x".into()),
+            ..Default::default()
+        })
+        .starts_with("Slack bot token file "));
+    }
+
+    #[test]
+    fn a_webhook_credential_equal_to_the_operator_token_is_refused() {
+        let err = |args: ServeArgs| Settings::resolve(&args).unwrap_err().to_string();
+        assert_eq!(
+            err(ServeArgs {
+                webhook_token: Some("same".into()),
+                operator_token: Some("same".into()),
+                ..Default::default()
+            }),
+            "the webhook token equals the operator token; they must differ, or the webhook \
+             credential would also open the operator API"
+        );
+        assert!(err(ServeArgs {
+            webhook_user: Some("am".into()),
+            webhook_password: Some("same".into()),
+            operator_token: Some("same".into()),
+            ..Default::default()
+        })
+        .starts_with("the webhook password equals the operator token"));
+        let ok = Settings::resolve(&ServeArgs {
+            webhook_token: Some("hook".into()),
+            operator_token: Some("operator".into()),
+            ..Default::default()
+        });
+        assert!(ok.is_ok());
     }
 
     #[test]

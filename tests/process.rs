@@ -5,6 +5,8 @@ mod common;
 use common::proc::{auth_env, spawn};
 use common::{eventually, FIRING, OPERATOR_TOKEN, WEBHOOK_TOKEN};
 use serde_json::Value;
+use std::time::Duration;
+
 use tokio::process::Command;
 
 #[tokio::test]
@@ -124,6 +126,59 @@ async fn bad_configuration_is_a_clear_cli_error_without_the_secret() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("no webhook credentials configured"));
+}
+
+/// An empty secret used to start a server that accepted `Authorization:
+/// Bearer ` with no token. Each empty source refuses to start, naming it.
+#[tokio::test]
+async fn an_empty_secret_refuses_to_start_naming_the_variable_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("token");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let cases: [(&[(&str, &str)], String); 4] = [
+        (
+            &[("ROLLBACKD_WEBHOOK_TOKEN", "")],
+            "webhook token is empty (ROLLBACKD_WEBHOOK_TOKEN".into(),
+        ),
+        (
+            &[("ROLLBACKD_WEBHOOK_TOKEN_FILE", empty)],
+            format!("webhook token file {empty} is empty"),
+        ),
+        (
+            &[
+                ("ROLLBACKD_WEBHOOK_USER", ""),
+                ("ROLLBACKD_WEBHOOK_PASSWORD", ""),
+            ],
+            "is empty (ROLLBACKD_WEBHOOK_".into(),
+        ),
+        (
+            &[
+                ("ROLLBACKD_WEBHOOK_TOKEN", "same"),
+                ("ROLLBACKD_OPERATOR_TOKEN", "same"),
+            ],
+            "the webhook token equals the operator token".into(),
+        ),
+    ];
+    for (env, expected) in cases {
+        let run = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+            .args(["serve", "--listen=127.0.0.1:0"])
+            .env_remove("ROLLBACKD_WEBHOOK_TOKEN")
+            .env_remove("ROLLBACKD_OPERATOR_TOKEN")
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output();
+        // Before the fix the server started and served: bound the wait.
+        let out = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("{env:?}: serve started instead of refusing"))
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env:?} started: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(&expected), "{env:?}: {err}");
+    }
 }
 
 #[tokio::test]
