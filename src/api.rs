@@ -274,6 +274,10 @@ async fn healthz() -> Json<serde_json::Value> {
 /// body instead of failing the probe.
 const CLUSTER_PROBE: std::time::Duration = std::time::Duration::from_millis(800);
 
+/// What `/readyz` and the start-up log say without `--cluster-name`.
+pub const NO_CLUSTER_CHECK: &str =
+    "off: alerts are not checked against a cluster name (set ROLLBACKD_CLUSTER_NAME)";
+
 /// Ready when the journal takes writes and the rules are loaded.
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let journal = app.journal.probe_writable().await;
@@ -299,6 +303,18 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
             "cluster": cluster,
         },
         "dry_run": app.settings.dry_run,
+        // Which cluster alerts must be for; said plainly when unchecked.
+        "cluster_name": match &app.settings.cluster_name {
+            Some(name) => json!(name),
+            None => json!(null),
+        },
+        "cluster_check": match &app.settings.cluster_name {
+            Some(name) => format!(
+                "alerts whose {} label names another cluster than {name} are refused",
+                app.rules.guard.cluster_label
+            ),
+            None => NO_CLUSTER_CHECK.to_string(),
+        },
         "worker": if app.settings.intake_only { "off (intake only)" } else { "running" },
         // Every role is ready: a follower journals webhooks and hands
         // them to the leader.

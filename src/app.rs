@@ -127,6 +127,12 @@ pub enum StartError {
         "leader election: set ROLLBACKD_ADVERTISE_ADDRESS (pod IP:port); the listen address {0} is not one peers can reach"
     )]
     NoAdvertiseAddress(std::net::SocketAddr),
+    /// The rules want every alert to name its cluster, but this replica
+    /// has no name to compare it with.
+    #[error(
+        "the rules set guard.require_cluster_label, but no cluster name is configured: set ROLLBACKD_CLUSTER_NAME (--cluster-name)"
+    )]
+    NoClusterName,
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -165,6 +171,9 @@ impl AppState {
         cluster: Cluster,
     ) -> Result<AppState, StartError> {
         let rules = load_rules(&settings.rules)?;
+        if rules.guard.require_cluster_label && settings.cluster_name.is_none() {
+            return Err(StartError::NoClusterName);
+        }
         let metrics = Arc::new(Metrics::new());
         let observed = metrics.clone();
         let observer: CommitObserver = Arc::new(move |took, n| observed.journal_commit(took, n));

@@ -276,6 +276,11 @@ pub struct ServeArgs {
     /// port) [default: the listen address, when it names one host].
     #[arg(long, env = "ROLLBACKD_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// This cluster's name, as alerts carry it in their cluster label
+    /// (`guard.cluster_label`, default `cluster`): an alert for another
+    /// cluster is refused [default: none; alerts are not checked].
+    #[arg(long, env = "ROLLBACKD_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
 }
 
 /// The config file's keys (same names as the flags, with underscores).
@@ -309,6 +314,7 @@ struct FileConfig {
     leader_elect_renew_grace: Option<u64>,
     identity: Option<String>,
     advertise_address: Option<String>,
+    cluster_name: Option<String>,
 }
 
 /// Where the rules come from.
@@ -361,6 +367,8 @@ pub struct Settings {
     pub slack: SlackConfig,
     /// Leader election among replicas, when enabled.
     pub leader_election: Option<LeaderElection>,
+    /// This cluster's name; `None`: alerts are not checked against one.
+    pub cluster_name: Option<String>,
 }
 
 /// How replicas elect the one that spends the rate budgets.
@@ -483,6 +491,12 @@ impl Settings {
             intake_only,
             slack,
             leader_election,
+            cluster_name: args
+                .cluster_name
+                .clone()
+                .or(file.cluster_name)
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty()),
         })
     }
 }

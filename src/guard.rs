@@ -2,6 +2,8 @@
 //! reason, reported like a rollback, never an error.
 //!
 //! In the order the worker asks:
+//! 0. the cluster: with `--cluster-name`, an alert whose cluster label names
+//!    another cluster (or has none, when required) is refused;
 //! 1. namespaces: protected (kube-system, kube-public), allow and deny lists;
 //! 2. (the undo engine's own checks: one rollback per episode, cooldown);
 //! 3. change correlation: a live revision rolled out well before the alert
@@ -120,6 +122,11 @@ pub struct GuardConfig {
     pub deny_namespaces: Vec<String>,
     /// Default GitOps policy for rules without their own.
     pub gitops: GitOpsPolicy,
+    /// The alert label that names the cluster (external labels of a shared
+    /// Alertmanager, Thanos, Mimir), compared with `--cluster-name`.
+    pub cluster_label: String,
+    /// Refuse alerts without that label too (only with a cluster name).
+    pub require_cluster_label: bool,
 }
 
 impl Default for GuardConfig {
@@ -158,6 +165,12 @@ impl Default for GuardConfig {
             allow_namespaces: Vec::new(),
             deny_namespaces: Vec::new(),
             gitops: GitOpsPolicy::Refuse,
+            // The label Prometheus Operator, Thanos and Mimir setups set
+            // from external labels.
+            cluster_label: "cluster".into(),
+            // Single-cluster Alertmanagers add no cluster label: accept
+            // alerts without one unless told otherwise.
+            require_cluster_label: false,
         }
     }
 }
@@ -179,6 +192,10 @@ pub struct RawGuard {
     namespaces: Option<RawNamespaces>,
     #[serde(default)]
     gitops: Option<GitOpsPolicy>,
+    #[serde(default)]
+    cluster_label: Option<String>,
+    #[serde(default)]
+    require_cluster_label: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +262,15 @@ impl RawGuard {
         if let Some(policy) = self.gitops {
             g.gitops = policy;
         }
+        if let Some(label) = self.cluster_label {
+            if label.trim().is_empty() {
+                return Err("guard.cluster_label: must name a label".into());
+            }
+            g.cluster_label = label;
+        }
+        if let Some(require) = self.require_cluster_label {
+            g.require_cluster_label = require;
+        }
         Ok(g)
     }
 }
@@ -252,6 +278,21 @@ impl RawGuard {
 /// Why the guard held a rollback back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The alert's cluster label names another cluster.
+    OtherCluster {
+        /// The alert's cluster.
+        alert: String,
+        /// This rollbackd's `--cluster-name`.
+        this: String,
+    },
+    /// The alert has no cluster label and `guard.require_cluster_label`
+    /// is on.
+    NoClusterLabel {
+        /// The label looked for.
+        label: String,
+        /// This rollbackd's `--cluster-name`.
+        this: String,
+    },
     /// In `protected_namespaces`.
     ProtectedNamespace(String),
     /// Not in a non-empty allow list, or in the deny list.
@@ -295,6 +336,8 @@ impl Refusal {
     /// A closed label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
+            Refusal::OtherCluster { .. } => "other_cluster",
+            Refusal::NoClusterLabel { .. } => "no_cluster_label",
             Refusal::ProtectedNamespace(_) => "protected_namespace",
             Refusal::NamespaceNotAllowed(_) => "namespace_not_allowed",
             Refusal::DeployPredatesAlert { .. } => "deploy_predates_alert",
@@ -310,6 +353,13 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = |d: &Duration| d.as_secs().max(1);
         match self {
+            Refusal::OtherCluster { alert, this } => {
+                write!(f, "alert is for cluster {alert}, this is {this}")
+            }
+            Refusal::NoClusterLabel { label, this } => write!(
+                f,
+                "alert has no {label} label and guard.require_cluster_label is on; this is cluster {this}"
+            ),
             Refusal::ProtectedNamespace(ns) => write!(f, "namespace {ns} is protected"),
             Refusal::NamespaceNotAllowed(ns) => write!(f, "namespace {ns} is not allowed by the guard's namespace lists"),
             Refusal::DeployPredatesAlert { deployed_at, alert_started } => write!(
@@ -475,6 +525,31 @@ impl Guard {
             breaker_open: Mutex::new(false),
             clock,
             config,
+        }
+    }
+
+    /// Whether the alert is about this cluster. `cluster_name`: this
+    /// rollbackd's `--cluster-name`; without one, every alert passes.
+    pub fn check_cluster(
+        &self,
+        cluster_name: Option<&str>,
+        labels: &crate::parse::LabelSet,
+    ) -> Result<(), Refusal> {
+        let Some(this) = cluster_name else {
+            return Ok(());
+        };
+        let c = &self.config;
+        match labels.get(&c.cluster_label) {
+            Some(alert) if alert == this => Ok(()),
+            Some(alert) => Err(Refusal::OtherCluster {
+                alert: alert.clone(),
+                this: this.into(),
+            }),
+            None if c.require_cluster_label => Err(Refusal::NoClusterLabel {
+                label: c.cluster_label.clone(),
+                this: this.into(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -715,6 +790,44 @@ mod tests {
         c.advance(Duration::from_secs(3600));
         g.forget_idle();
         assert_eq!(g.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn alerts_for_another_cluster_are_refused_by_name() {
+        let labels = |pairs: &[(&str, &str)]| -> crate::parse::LabelSet {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let lenient = Guard::new(GuardConfig::default(), clock());
+        let strict = Guard::new(
+            GuardConfig {
+                cluster_label: "k8s_cluster".into(),
+                require_cluster_label: true,
+                ..Default::default()
+            },
+            clock(),
+        );
+        let eu = labels(&[("cluster", "prod-eu")]);
+        let us = labels(&[("cluster", "prod-us")]);
+        let none = labels(&[]);
+        let cases: [(&Guard, Option<&str>, &crate::parse::LabelSet, Result<(), &str>); 8] = [
+            // Without a name, nothing is checked (as before).
+            (&lenient, None, &eu, Ok(())),
+            (&strict, None, &none, Ok(())),
+            (&lenient, Some("prod-us"), &us, Ok(())),
+            (&lenient, Some("prod-us"), &eu, Err("alert is for cluster prod-eu, this is prod-us")),
+            (&lenient, Some("prod-us"), &none, Ok(())),
+            // The strict guard reads its own label and wants one.
+            (&strict, Some("prod-us"), &labels(&[("k8s_cluster", "prod-us")]), Ok(())),
+            (&strict, Some("prod-us"), &us, Err("alert has no k8s_cluster label and guard.require_cluster_label is on; this is cluster prod-us")),
+            (&strict, Some("prod-us"), &labels(&[("k8s_cluster", "prod-eu")]), Err("alert is for cluster prod-eu, this is prod-us")),
+        ];
+        for (guard, name, labels, expected) in cases {
+            let got = guard.check_cluster(name, labels).map_err(|r| r.to_string());
+            assert_eq!(got, expected.map_err(str::to_string), "{name:?} {labels:?}");
+        }
     }
 
     #[test]

@@ -148,6 +148,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dry_run = state.settings.dry_run,
             "rollbackd starting"
         );
+        match &state.settings.cluster_name {
+            Some(name) => tracing::info!(
+                cluster = %name,
+                label = %state.rules.guard.cluster_label,
+                "alerts for other clusters are refused"
+            ),
+            None => tracing::warn!(
+                cluster_check = rollbackd::api::NO_CLUSTER_CHECK,
+                "no cluster name"
+            ),
+        }
         let stop = shutdown_signal();
         let server = Server::start(state).await?;
         stop.await;

@@ -637,7 +637,10 @@ impl Worker {
                 note: None,
             }
         };
-        if let Err(refusal) = guard.check_namespace(&target.namespace) {
+        if let Err(refusal) = guard
+            .check_cluster(self.state.settings.cluster_name.as_deref(), &alert.labels)
+            .and_then(|()| guard.check_namespace(&target.namespace))
+        {
             return refused(refusal);
         }
         let engine = match self.state.cluster.engine() {

@@ -380,3 +380,121 @@ async fn a_storm_is_bounded_by_the_budgets_and_every_alert_gets_an_outcome() {
     assert!(server.state.guard.breaker_is_open());
     server.stop().await;
 }
+
+/// A firing group of critical alerts for shop/NAME, each with the given
+/// extra labels.
+fn alerts_with(list: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&alerts(&[])).unwrap();
+    v["alerts"] = list
+        .iter()
+        .enumerate()
+        .map(|(i, (deploy, extra))| {
+            let mut labels = json!({"alertname": "ServiceDown", "severity": "critical",
+                "namespace": "shop", "deployment": deploy});
+            for (k, val) in *extra {
+                labels[*k] = json!(val);
+            }
+            json!({"status": "firing", "labels": labels,
+                "annotations": {"rollback": "true"},
+                "startsAt": "2026-11-22T12:50:41.011Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph", "fingerprint": format!("{i:016x}")})
+        })
+        .collect();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn an_alert_for_another_cluster_leaves_this_cluster_untouched() {
+    let fake = FakeKube::start().await;
+    let eu = release_twice(&fake, "shop", "eu").await;
+    let us = release_twice(&fake, "shop", "us").await;
+    let plain = release_twice(&fake, "shop", "plain").await;
+    let server = TestServer::start_full(
+        |s| s.cluster_name = Some("prod-us".into()),
+        rollbackd::journal::JournalOptions::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    let body = alerts_with(&[
+        ("eu", &[("cluster", "prod-eu")]),
+        ("us", &[("cluster", "prod-us")]),
+        ("plain", &[]),
+    ]);
+    let id = post(&server, &body).await;
+    let event = event_when(&server, id, |_| true).await;
+    assert_eq!(actions(&event, 0), ["rollback:refused"]);
+    assert_eq!(
+        event["alerts"][0]["actions"][0]["detail"],
+        "shop/deployment/eu: alert is for cluster prod-eu, this is prod-us"
+    );
+    assert_eq!(actions(&event, 1)[0], "rollback:rolled-back");
+    assert_eq!(
+        actions(&event, 2)[0],
+        "rollback:rolled-back",
+        "no label: accepted"
+    );
+    // Not a read, not an event, not a patch for the other cluster's alert.
+    assert!(fake.patches_to("deployments", "shop", "eu").is_empty());
+    assert_eq!(eu.image(), "eu:bad");
+    assert_eq!(us.image(), "us:good");
+    assert_eq!(plain.image(), "plain:good");
+    // Nothing was even read for it, and no Event names it.
+    let touched: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path.ends_with("/deployments/eu")
+                || r.verb == "create" && r.body_text.contains("\"eu\"")
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+    let (_, ready) = server.get_json("/readyz").await;
+    assert_eq!(ready["cluster_name"], "prod-us");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn require_cluster_label_refuses_alerts_without_one() {
+    let fake = FakeKube::start().await;
+    let plain = release_twice(&fake, "shop", "plain").await;
+    let rules = tempfile::tempdir().unwrap();
+    let default = std::fs::read_to_string("rules/default.yaml").unwrap();
+    let strict = default.replace(
+        "  gitops: refuse\n",
+        "  gitops: refuse\n  cluster_label: k8s_cluster\n  require_cluster_label: true\n",
+    );
+    assert_ne!(strict, default);
+    std::fs::write(rules.path().join("rules.yaml"), strict).unwrap();
+    let dir = rules.path().to_path_buf();
+    let server = TestServer::start_full(
+        move |s| {
+            s.cluster_name = Some("prod-us".into());
+            s.rules = rollbackd::config::RulesSource::Dir(dir);
+        },
+        rollbackd::journal::JournalOptions::default(),
+        Cluster::at_url(&fake.url()),
+    )
+    .await;
+    let body = alerts_with(&[("plain", &[("cluster", "prod-us")])]);
+    let id = post(&server, &body).await;
+    let event = event_when(&server, id, |_| true).await;
+    assert_eq!(
+        event["alerts"][0]["actions"][0]["detail"],
+        "shop/deployment/plain: alert has no k8s_cluster label and guard.require_cluster_label is on; this is cluster prod-us"
+    );
+    assert_eq!(plain.image(), "plain:bad");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_cluster_name_readyz_says_alerts_are_not_checked() {
+    let server = TestServer::start().await;
+    let (_, ready) = server.get_json("/readyz").await;
+    assert_eq!(ready["cluster_name"], Value::Null);
+    assert_eq!(
+        ready["cluster_check"],
+        "off: alerts are not checked against a cluster name (set ROLLBACKD_CLUSTER_NAME)"
+    );
+    server.stop().await;
+}
