@@ -812,7 +812,13 @@ mod tests {
         let eu = labels(&[("cluster", "prod-eu")]);
         let us = labels(&[("cluster", "prod-us")]);
         let none = labels(&[]);
-        let cases: [(&Guard, Option<&str>, &crate::parse::LabelSet, Result<(), &str>); 8] = [
+        type Case<'a> = (
+            &'a Guard,
+            Option<&'a str>,
+            &'a crate::parse::LabelSet,
+            Result<(), &'a str>,
+        );
+        let cases: [Case; 8] = [
             // Without a name, nothing is checked (as before).
             (&lenient, None, &eu, Ok(())),
             (&strict, None, &none, Ok(())),

@@ -75,6 +75,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         intake_only: false,
         slack: rollbackd::report::SlackConfig::Disabled,
         leader_election: None,
+        cluster_name: None,
     }
 }
 
