@@ -1,6 +1,7 @@
 //! Test harness: the real router on port 0 with a journal in a temp dir.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proc;
 pub mod slack;
 
