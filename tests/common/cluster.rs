@@ -335,16 +335,16 @@ macro_rules! on_both {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn scenario($kube: crate::common::cluster::TestKube) $body
+            async fn scenario($kube: $crate::common::cluster::TestKube) $body
             #[tokio::test]
             async fn fake() {
-                scenario(crate::common::cluster::TestKube::start(
-                    crate::common::cluster::Flavor::Fake, "shop").await).await
+                scenario($crate::common::cluster::TestKube::start(
+                    $crate::common::cluster::Flavor::Fake, "shop").await).await
             }
             #[tokio::test]
             async fn real() {
-                scenario(crate::common::cluster::TestKube::start(
-                    crate::common::cluster::Flavor::Real, stringify!($name)).await).await
+                scenario($crate::common::cluster::TestKube::start(
+                    $crate::common::cluster::Flavor::Real, stringify!($name)).await).await
             }
         }
     };
