@@ -8,7 +8,7 @@ use axum::routing::post;
 use axum::Router;
 
 async fn parse_only(body: Bytes) -> StatusCode {
-    match rollbackd::parse::parse_notification(&body) {
+    match rollbackd::core::parse::parse_notification(&body) {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }

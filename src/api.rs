@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::core::parse::ParseError;
 use crate::journal::{Event, EventQuery, JournalError};
 use crate::metrics::{Format, WebhookOutcome};
-use crate::parse::ParseError;
 use crate::replay::{replay, ReplayReceipt};
 use crate::webhook::{check_operator_auth, receive};
 

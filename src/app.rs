@@ -8,12 +8,13 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{RulesSource, Settings};
+use crate::core::clock::Clock;
+use crate::core::rules::{Rules, RulesError};
 use crate::guard::Guard;
 use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
 use crate::leader::{Election, ElectionError, Leadership, Peer};
 use crate::metrics::Metrics;
 use crate::report::Reporter;
-use crate::rules::{Rules, RulesError};
 use crate::undo::UndoEngine;
 use crate::worker::Worker;
 
@@ -55,12 +56,6 @@ impl Cluster {
             Cluster::Unavailable(why) => Err(why),
         }
     }
-}
-
-/// Where "now" comes from. Tests pass a clock they control.
-pub trait Clock: Send + Sync {
-    /// The current time.
-    fn now(&self) -> Timestamp;
 }
 
 /// The wall clock.
@@ -157,7 +152,7 @@ fn intake_budget(max_body_bytes: usize) -> usize {
 /// Loads rules from where the settings say.
 pub fn load_rules(source: &RulesSource) -> Result<Rules, RulesError> {
     match source {
-        RulesSource::Dir(dir) => Rules::load_dir(dir),
+        RulesSource::Dir(dir) => crate::adapters::rules_dir::load_dir(dir),
         RulesSource::Embedded => Ok(Rules::embedded_default()),
     }
 }

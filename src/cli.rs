@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::config::RulesSource;
-use crate::decide::{decide, WorkloadKind};
-use crate::parse::parse_notification;
-use crate::rules::{format_duration, DecisionKind, Rules, RulesError};
-use crate::undo::plan::{Revision, CHANGE_CAUSE};
+use crate::core::decide::{decide, WorkloadKind};
+use crate::core::parse::parse_notification;
+use crate::core::rules::{format_duration, DecisionKind, Rules, RulesError};
+use crate::core::undo_plan::{Revision, CHANGE_CAUSE};
 
 /// Why a CLI command failed; printed as `error: ...`, exit code 1.
 #[derive(Debug, thiserror::Error)]

@@ -5,38 +5,14 @@
 //! built-in default. A secret given both as a value and as a file is an
 //! error, not a silent choice.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
 use serde::Deserialize;
 
+use crate::core::secret::Secret;
 use crate::report::{SlackConfig, DEFAULT_SLACK_API_URL};
-
-/// A credential. Its `Debug` prints `<secret>`; it has no `Display`, so it
-/// cannot end up in a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    /// Wraps a credential.
-    pub fn new(value: impl Into<Arc<str>>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The credential itself, for the one place that compares or sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]

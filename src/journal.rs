@@ -22,8 +22,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::decide::Decision;
-use crate::parse::{AlertStatus, Notification};
+use crate::core::decide::Decision;
+use crate::core::parse::{AlertStatus, Notification};
 
 /// Why the journal could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -1208,7 +1208,7 @@ fn read_back(
     stored: Vec<u8>,
 ) -> Result<(Vec<u8>, Notification), JournalError> {
     let raw = stored_body(id, encoding, stored)?;
-    let n = crate::parse::parse_notification(&raw).map_err(|e| JournalError::Corrupt {
+    let n = crate::core::parse::parse_notification(&raw).map_err(|e| JournalError::Corrupt {
         id,
         reason: e.to_string(),
     })?;
@@ -1373,7 +1373,7 @@ fn load_event(conn: &Connection, id: i64, detail: bool) -> Result<Option<Event>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_notification;
+    use crate::core::parse::parse_notification;
 
     const FIRING: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-firing-group.json");
 

@@ -31,15 +31,16 @@
 //! [`cli`] (`check`, `explain`, and the output of `undo` and `history`).
 #![forbid(unsafe_code)]
 
+pub mod core;
+
+pub mod adapters;
+
 pub mod api;
-pub mod decide;
 pub mod guard;
 pub mod journal;
 pub mod leader;
-pub mod parse;
 pub mod replay;
 pub mod report;
-pub mod rules;
 pub mod undo;
 pub mod watch;
 pub mod webhook;

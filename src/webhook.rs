@@ -18,9 +18,9 @@ use subtle::ConstantTimeEq;
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::config::WebhookAuth;
+use crate::core::parse::parse_notification;
 use crate::journal::{JournalError, NewWebhook, Source, WebhookSummary};
 use crate::metrics::WebhookOutcome;
-use crate::parse::parse_notification;
 
 /// The answer to an accepted webhook.
 #[derive(Debug, Serialize)]

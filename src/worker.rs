@@ -13,16 +13,16 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::app::AppState;
-use crate::decide::{decide, Decision, Target};
-use crate::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
+use crate::core::decide::{decide, Decision, Target};
+use crate::core::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
+use crate::core::parse::{Alert, AlertStatus};
+use crate::core::rules::DecisionKind;
 use crate::journal::{
     ActionRecord, AlertOutcome, Hold, HoldStart, JournalError, NewHold, PendingWebhook, Source,
 };
 use crate::leader::Peer;
 use crate::metrics::{DecisionLabels, RollbackOutcome, RolloutOutcome};
-use crate::parse::{Alert, AlertStatus};
 use crate::report::{Incident, Stage};
-use crate::rules::DecisionKind;
 use crate::undo::{Cooldown, DryRun, Prepared, RollbackReport, UndoOutcome, UndoRequest};
 use crate::watch::{follow, FollowOutcome};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::cluster::TestKube;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollbackd::decide::WorkloadKind;
-use rollbackd::undo::plan::PlanError;
+use rollbackd::core::decide::WorkloadKind;
+use rollbackd::core::undo_plan::PlanError;
 use rollbackd::undo::{DryRun, Prepared, UndoError, UndoOutcome, UndoRequest};
 use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};

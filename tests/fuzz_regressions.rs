@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use rollbackd::app::SystemClock;
+use rollbackd::core::rules::{Rules, RulesError};
 use rollbackd::guard::Guard;
-use rollbackd::rules::{Rules, RulesError};
 
 /// What `Rules::parse` answers for a file named `fuzz.yaml`, the name the
 /// rules target gives, as `(line, reason)`.

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use fakekube::FakeKube;
 use rollbackd::app::{AppState, Cluster, Server, StartError};
-use rollbackd::config::{LeaderElection, Secret};
+use rollbackd::config::LeaderElection;
+use rollbackd::core::secret::Secret;
 use rollbackd::journal::JournalOptions;
 
 fn election(identity: &str) -> LeaderElection {
@@ -183,9 +184,9 @@ async fn a_replica_that_stops_leading_hands_its_holds_over() {
     let event = a.processed_event(id).await;
     assert_eq!(actions(&event, 3), ["hold:waiting"]);
     // And a dry-run hold (as a dry-run replay leaves): never handed over.
-    let n = rollbackd::parse::parse_notification(FIRING).unwrap();
+    let n = rollbackd::core::parse::parse_notification(FIRING).unwrap();
     let now = jiff::Timestamp::now();
-    let decision = rollbackd::decide::decide(&a.state.rules, &n.alerts[3], now);
+    let decision = rollbackd::core::decide::decide(&a.state.rules, &n.alerts[3], now);
     a.state
         .journal
         .hold_start(rollbackd::journal::NewHold {

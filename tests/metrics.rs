@@ -16,7 +16,7 @@ use common::slack::{Answer, FakeSlack, BOT_TOKEN};
 use common::*;
 use fakekube::Rollout;
 use rollbackd::app::Cluster;
-use rollbackd::config::Secret;
+use rollbackd::core::secret::Secret;
 use rollbackd::report::SlackConfig;
 use serde_json::{json, Value};
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::cluster::TestKube;
-use rollbackd::decide::WorkloadKind;
+use rollbackd::core::decide::WorkloadKind;
 use serde_json::Value;
 
 /// `rollbackd ARGS` with the cluster's kubeconfig; stdout, or a failure.

@@ -212,7 +212,7 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
         move |s| {
             s.rules = rollbackd::config::RulesSource::Dir(dir);
             s.slack = rollbackd::report::SlackConfig::Bot {
-                token: rollbackd::config::Secret::new(BOT_TOKEN),
+                token: rollbackd::core::secret::Secret::new(BOT_TOKEN),
                 channel: "#rollbacks".into(),
                 api_url: api,
             };

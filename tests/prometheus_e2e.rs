@@ -12,7 +12,7 @@ use common::slack::{FakeSlack, BOT_TOKEN};
 use common::*;
 use fakekube::{FakeKube, Rollout, WorkloadKind as FakeKind};
 use rollbackd::app::Cluster;
-use rollbackd::config::Secret;
+use rollbackd::core::secret::Secret;
 use rollbackd::report::SlackConfig;
 use serde_json::Value;
 use tokio::process::{Child, Command};

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use fakekube::{FakeKube, Rollout, WorkloadKind as FakeKind};
-use rollbackd::decide::WorkloadKind;
-use rollbackd::undo::plan::{PlanError, CHANGE_CAUSE, EPISODE};
+use rollbackd::core::decide::WorkloadKind;
+use rollbackd::core::undo_plan::{PlanError, CHANGE_CAUSE, EPISODE};
 use rollbackd::undo::{DryRun, UndoEngine, UndoError, UndoOutcome, UndoRequest};
 use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};

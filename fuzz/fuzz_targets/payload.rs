@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rollbackd::parse::{parse_notification, Alert, Notification};
+use rollbackd::core::parse::{parse_notification, Alert, Notification};
 use serde_json::{json, Value};
 
 fuzz_target!(|body: &[u8]| {

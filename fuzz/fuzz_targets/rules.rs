@@ -17,8 +17,8 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use rollbackd::app::SystemClock;
 use rollbackd::guard::Guard;
-use rollbackd::parse::LabelSet;
-use rollbackd::rules::{Rules, RulesError};
+use rollbackd::core::parse::LabelSet;
+use rollbackd::core::rules::{Rules, RulesError};
 
 fuzz_target!(|data: &[u8]| {
     // Rules files are read with `read_to_string`: only UTF-8 reaches the

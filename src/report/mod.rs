@@ -35,13 +35,13 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
-use crate::app::Clock;
-use crate::config::Secret;
-use crate::decide::{Decision, Target};
+use crate::core::clock::Clock;
+use crate::core::decide::{Decision, Target};
+use crate::core::parse::{Alert, AlertStatus, LabelSet};
+use crate::core::rules::DecisionKind;
+use crate::core::secret::Secret;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::SlackCounters;
-use crate::parse::{Alert, AlertStatus, LabelSet};
-use crate::rules::DecisionKind;
 
 mod delivery;
 mod outbox;

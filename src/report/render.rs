@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 
 use super::Incident;
-use crate::parse::{AlertStatus, LabelSet};
+use crate::core::parse::{AlertStatus, LabelSet};
 
 /// Most blocks Slack accepts in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -407,9 +407,9 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{Target, WorkloadKind};
+    use crate::core::decide::{Target, WorkloadKind};
+    use crate::core::rules::DecisionKind;
     use crate::report::Stage;
-    use crate::rules::DecisionKind;
 
     fn incident() -> Incident {
         Incident {

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::SlackConfig;
-use crate::config::Secret;
+use crate::core::secret::Secret;
 
 /// Slack answers in well under a second; 10 s rides out a slow moment, and
 /// a hung connection holds its channel's queue no longer than that before

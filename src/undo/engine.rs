@@ -12,9 +12,9 @@ use kube::Client;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::plan::{self, PlanError, Revision, Safety, EPISODE, REVISION};
-use crate::decide::WorkloadKind;
-use crate::guard::GitOpsOwner;
+use crate::core::decide::WorkloadKind;
+use crate::core::guard::GitOpsOwner;
+use crate::core::undo_plan::{self as plan, PlanError, Revision, Safety, EPISODE, REVISION};
 
 /// The field manager rollbackd writes as (shown in `managedFields`).
 pub const FIELD_MANAGER: &str = "rollbackd";

@@ -15,7 +15,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use rollbackd::app::Cluster;
-use rollbackd::decide::WorkloadKind;
+use rollbackd::core::decide::WorkloadKind;
 use rollbackd::undo::UndoEngine;
 use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};

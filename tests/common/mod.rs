@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rollbackd::app::{AppState, Clock, Cluster, Server};
-use rollbackd::config::{RulesSource, Secret, Settings, WebhookAuth};
+use rollbackd::app::{AppState, Cluster, Server};
+use rollbackd::config::{RulesSource, Settings, WebhookAuth};
+use rollbackd::core::clock::Clock;
+use rollbackd::core::secret::Secret;
 use rollbackd::journal::JournalOptions;
 
 pub const WEBHOOK_TOKEN: &str = "am-webhook-token";

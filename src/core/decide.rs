@@ -14,8 +14,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::parse::{Alert, AlertStatus, LabelSet};
-use crate::rules::{DecisionKind, Gate, Rule, Rules};
+use crate::core::parse::{Alert, AlertStatus, LabelSet};
+use crate::core::rules::{DecisionKind, Gate, Rule, Rules};
 
 /// Annotation naming the workload, `KIND/NAME` as kubectl takes it; it wins
 /// over the labels.
@@ -312,10 +312,12 @@ fn is_dns1123_part(part: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_notification;
+    use crate::core::parse::parse_notification;
 
-    const FIRING: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-firing-group.json");
-    const RESOLVED: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-one-resolved.json");
+    const FIRING: &[u8] =
+        include_bytes!("../../tests/fixtures/alertmanager-0.25-firing-group.json");
+    const RESOLVED: &[u8] =
+        include_bytes!("../../tests/fixtures/alertmanager-0.25-one-resolved.json");
 
     fn now() -> Timestamp {
         "2026-11-22T12:51:00Z".parse().unwrap()

@@ -261,8 +261,10 @@ fn strip_position(message: &str) -> String {
 mod tests {
     use super::*;
 
-    const FIRING: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-firing-group.json");
-    const RESOLVED: &[u8] = include_bytes!("../tests/fixtures/alertmanager-0.25-one-resolved.json");
+    const FIRING: &[u8] =
+        include_bytes!("../../tests/fixtures/alertmanager-0.25-firing-group.json");
+    const RESOLVED: &[u8] =
+        include_bytes!("../../tests/fixtures/alertmanager-0.25-one-resolved.json");
 
     #[test]
     fn real_firing_group_parses_with_zero_ends_at_as_none() {
