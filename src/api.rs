@@ -11,10 +11,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::adapters::journal::{Event, EventQuery, JournalError};
+use crate::adapters::metrics::{Format, WebhookOutcome};
 use crate::app::AppState;
 use crate::core::parse::ParseError;
-use crate::journal::{Event, EventQuery, JournalError};
-use crate::metrics::{Format, WebhookOutcome};
 use crate::replay::{replay, ReplayReceipt};
 use crate::webhook::{check_operator_auth, receive};
 

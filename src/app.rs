@@ -2,71 +2,20 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::adapters::cluster::Cluster;
+use crate::adapters::journal::{CommitObserver, Journal, JournalError, JournalOptions};
+use crate::adapters::lease::{Election, ElectionError, Leadership, Peer};
+use crate::adapters::metrics::Metrics;
+use crate::adapters::report::Reporter;
 use crate::config::{RulesSource, Settings};
 use crate::core::clock::Clock;
 use crate::core::rules::{Rules, RulesError};
 use crate::guard::Guard;
-use crate::journal::{CommitObserver, Journal, JournalError, JournalOptions};
-use crate::leader::{Election, ElectionError, Leadership, Peer};
-use crate::metrics::Metrics;
-use crate::report::Reporter;
-use crate::undo::UndoEngine;
 use crate::worker::Worker;
-
-/// The cluster connection, or why there is none. rollbackd starts and
-/// journals without a cluster; each rollback it cannot do is recorded with
-/// the reason and can be replayed later.
-#[derive(Clone)]
-pub enum Cluster {
-    /// A client built from KUBECONFIG or the in-cluster config.
-    Connected(UndoEngine),
-    /// No usable configuration; the reason.
-    Unavailable(String),
-}
-
-impl Cluster {
-    /// Builds the client as kubectl finds its configuration (KUBECONFIG,
-    /// ~/.kube/config, in-cluster).
-    pub async fn infer() -> Cluster {
-        match kube::Client::try_default().await {
-            Ok(client) => Cluster::Connected(UndoEngine::new(client)),
-            Err(e) => Cluster::Unavailable(format!("no Kubernetes configuration: {e}")),
-        }
-    }
-
-    /// A client for the API server at `url` (plain HTTP), for tests and
-    /// local runs against a fake API server.
-    pub fn at_url(url: &str) -> Cluster {
-        let config = kube::Config::new(url.parse().expect("valid URL"));
-        match kube::Client::try_from(config) {
-            Ok(client) => Cluster::Connected(UndoEngine::new(client)),
-            Err(e) => Cluster::Unavailable(e.to_string()),
-        }
-    }
-
-    /// The engine, or why there is none.
-    pub fn engine(&self) -> Result<&UndoEngine, &str> {
-        match self {
-            Cluster::Connected(e) => Ok(e),
-            Cluster::Unavailable(why) => Err(why),
-        }
-    }
-}
-
-/// The wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
 
 /// Everything a request handler or the worker shares.
 #[derive(Clone)]

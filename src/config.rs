@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::adapters::lease::LeaderElection;
+use crate::adapters::report::{SlackConfig, DEFAULT_SLACK_API_URL};
 use crate::core::secret::Secret;
-use crate::report::{SlackConfig, DEFAULT_SLACK_API_URL};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -345,24 +346,6 @@ pub struct Settings {
     pub leader_election: Option<LeaderElection>,
     /// This cluster's name; `None`: alerts are not checked against one.
     pub cluster_name: Option<String>,
-}
-
-/// How replicas elect the one that spends the rate budgets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderElection {
-    /// The Lease's name.
-    pub lease_name: String,
-    /// Its namespace; `None`: the client's default namespace.
-    pub namespace: Option<String>,
-    /// Seconds the Lease is valid after a renewal.
-    pub lease_duration: u64,
-    /// Seconds before expiry the leader renews.
-    pub renew_grace: u64,
-    /// This replica's name.
-    pub identity: String,
-    /// host:port peers reach this replica at; `None`: the bound listen
-    /// address (checked at start).
-    pub advertise_address: Option<String>,
 }
 
 /// Default Lease duration, as client-go's leader election.

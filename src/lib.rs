@@ -37,16 +37,10 @@ pub mod adapters;
 
 pub mod api;
 pub mod guard;
-pub mod journal;
-pub mod leader;
 pub mod replay;
-pub mod report;
-pub mod undo;
-pub mod watch;
 pub mod webhook;
 pub mod worker;
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod metrics;

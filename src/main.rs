@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rollbackd::app::{load_rules, AppState, Cluster, Server, SystemClock};
+use rollbackd::adapters::clock::SystemClock;
+use rollbackd::adapters::cluster::undo::{DryRun, UndoEngine, UndoOutcome, UndoRequest};
+use rollbackd::adapters::cluster::Cluster;
+use rollbackd::adapters::journal::JournalOptions;
+use rollbackd::app::{load_rules, AppState, Server};
 use rollbackd::cli;
 use rollbackd::config::{ServeArgs, Settings};
-use rollbackd::journal::JournalOptions;
-use rollbackd::undo::{DryRun, UndoEngine, UndoOutcome, UndoRequest};
 
 /// Turns Prometheus alerts into safe Kubernetes rollbacks.
 #[derive(Parser)]

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use crate::adapters::journal::{NewWebhook, Source};
 use crate::api::ApiError;
 use crate::app::AppState;
-use crate::journal::{NewWebhook, Source};
 
 /// The answer to a replay request.
 #[derive(Debug, Serialize)]

@@ -15,12 +15,12 @@ use base64::Engine;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use crate::adapters::journal::{JournalError, NewWebhook, Source, WebhookSummary};
+use crate::adapters::metrics::WebhookOutcome;
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::config::WebhookAuth;
 use crate::core::parse::parse_notification;
-use crate::journal::{JournalError, NewWebhook, Source, WebhookSummary};
-use crate::metrics::WebhookOutcome;
 
 /// The answer to an accepted webhook.
 #[derive(Debug, Serialize)]

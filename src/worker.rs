@@ -12,19 +12,21 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
+use crate::adapters::cluster::undo::{
+    Cooldown, DryRun, Prepared, RollbackReport, UndoOutcome, UndoRequest,
+};
+use crate::adapters::cluster::watch::{follow, FollowOutcome};
+use crate::adapters::journal::{
+    ActionRecord, AlertOutcome, Hold, HoldStart, JournalError, NewHold, PendingWebhook, Source,
+};
+use crate::adapters::lease::Peer;
+use crate::adapters::metrics::{DecisionLabels, RollbackOutcome, RolloutOutcome};
+use crate::adapters::report::{Incident, Stage};
 use crate::app::AppState;
 use crate::core::decide::{decide, Decision, Target};
 use crate::core::guard::{gitops_owner, GitOpsOwner, GitOpsPolicy, Refusal};
 use crate::core::parse::{Alert, AlertStatus};
 use crate::core::rules::DecisionKind;
-use crate::journal::{
-    ActionRecord, AlertOutcome, Hold, HoldStart, JournalError, NewHold, PendingWebhook, Source,
-};
-use crate::leader::Peer;
-use crate::metrics::{DecisionLabels, RollbackOutcome, RolloutOutcome};
-use crate::report::{Incident, Stage};
-use crate::undo::{Cooldown, DryRun, Prepared, RollbackReport, UndoOutcome, UndoRequest};
-use crate::watch::{follow, FollowOutcome};
 
 /// Webhooks fetched from the journal per round trip.
 const BATCH: usize = 64;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::cluster::TestKube;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use rollbackd::adapters::cluster::undo::{DryRun, Prepared, UndoError, UndoOutcome, UndoRequest};
+use rollbackd::adapters::cluster::watch::{follow, FollowOutcome};
 use rollbackd::core::decide::WorkloadKind;
 use rollbackd::core::undo_plan::PlanError;
-use rollbackd::undo::{DryRun, Prepared, UndoError, UndoOutcome, UndoRequest};
-use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};
 
 const DEPLOY: WorkloadKind = WorkloadKind::Deployment;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use rollbackd::app::SystemClock;
+use rollbackd::adapters::clock::SystemClock;
 use rollbackd::core::rules::{Rules, RulesError};
 use rollbackd::guard::Guard;
 

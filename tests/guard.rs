@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use fakekube::FakeKube;
-use rollbackd::app::Cluster;
+use rollbackd::adapters::cluster::Cluster;
 use serde_json::{json, Value};
 
 /// The real firing group with only the alerts at `keep`.
@@ -411,7 +411,7 @@ async fn an_alert_for_another_cluster_leaves_this_cluster_untouched() {
     let plain = release_twice(&fake, "shop", "plain").await;
     let server = TestServer::start_full(
         |s| s.cluster_name = Some("prod-us".into()),
-        rollbackd::journal::JournalOptions::default(),
+        rollbackd::adapters::journal::JournalOptions::default(),
         Cluster::at_url(&fake.url()),
     )
     .await;
@@ -472,7 +472,7 @@ async fn require_cluster_label_refuses_alerts_without_one() {
             s.cluster_name = Some("prod-us".into());
             s.rules = rollbackd::config::RulesSource::Dir(dir);
         },
-        rollbackd::journal::JournalOptions::default(),
+        rollbackd::adapters::journal::JournalOptions::default(),
         Cluster::at_url(&fake.url()),
     )
     .await;

@@ -5,10 +5,11 @@ mod common;
 
 use common::*;
 use fakekube::FakeKube;
-use rollbackd::app::{AppState, Cluster, Server, StartError};
-use rollbackd::config::LeaderElection;
+use rollbackd::adapters::cluster::Cluster;
+use rollbackd::adapters::journal::JournalOptions;
+use rollbackd::adapters::lease::LeaderElection;
+use rollbackd::app::{AppState, Server, StartError};
 use rollbackd::core::secret::Secret;
-use rollbackd::journal::JournalOptions;
 
 fn election(identity: &str) -> LeaderElection {
     LeaderElection {
@@ -189,7 +190,7 @@ async fn a_replica_that_stops_leading_hands_its_holds_over() {
     let decision = rollbackd::core::decide::decide(&a.state.rules, &n.alerts[3], now);
     a.state
         .journal
-        .hold_start(rollbackd::journal::NewHold {
+        .hold_start(rollbackd::adapters::journal::NewHold {
             episode: "dry-run-replay@2026-11-22T12:51:11.011Z".into(),
             webhook_id: id,
             index: 1,

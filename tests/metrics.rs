@@ -15,9 +15,9 @@ use std::time::Duration;
 use common::slack::{Answer, FakeSlack, BOT_TOKEN};
 use common::*;
 use fakekube::Rollout;
-use rollbackd::app::Cluster;
+use rollbackd::adapters::cluster::Cluster;
+use rollbackd::adapters::report::SlackConfig;
 use rollbackd::core::secret::Secret;
-use rollbackd::report::SlackConfig;
 use serde_json::{json, Value};
 
 /// What Prometheus 2.42 (Debian's) sends when it scrapes.

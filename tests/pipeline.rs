@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use fakekube::WorkloadKind as FakeKind;
-use rollbackd::app::Cluster;
+use rollbackd::adapters::cluster::Cluster;
 use serde_json::Value;
 
 fn rollback_outcomes(event: &Value) -> Vec<(String, String)> {
@@ -211,7 +211,7 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
     let server = TestServer::start_full(
         move |s| {
             s.rules = rollbackd::config::RulesSource::Dir(dir);
-            s.slack = rollbackd::report::SlackConfig::Bot {
+            s.slack = rollbackd::adapters::report::SlackConfig::Bot {
                 token: rollbackd::core::secret::Secret::new(BOT_TOKEN),
                 channel: "#rollbacks".into(),
                 api_url: api,

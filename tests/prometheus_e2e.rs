@@ -11,9 +11,9 @@ use std::time::Duration;
 use common::slack::{FakeSlack, BOT_TOKEN};
 use common::*;
 use fakekube::{FakeKube, Rollout, WorkloadKind as FakeKind};
-use rollbackd::app::Cluster;
+use rollbackd::adapters::cluster::Cluster;
+use rollbackd::adapters::report::SlackConfig;
 use rollbackd::core::secret::Secret;
-use rollbackd::report::SlackConfig;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rollbackd::adapters::journal::{Journal, JournalError, JournalOptions};
+use rollbackd::adapters::report::{
+    render, Incident, Reporter, SlackConfig, Stage, MAX_BLOCKS, MAX_HEADER_CHARS,
+    MAX_SECTION_CHARS, TRUNCATED,
+};
 use rollbackd::core::clock::Clock;
 use rollbackd::core::decide::{Decision, Target, WorkloadKind};
 use rollbackd::core::parse::{parse_notification, Notification};
 use rollbackd::core::rules::DecisionKind;
 use rollbackd::core::secret::Secret;
-use rollbackd::journal::{Journal, JournalError, JournalOptions};
-use rollbackd::report::{
-    render, Incident, Reporter, SlackConfig, Stage, MAX_BLOCKS, MAX_HEADER_CHARS,
-    MAX_SECTION_CHARS, TRUNCATED,
-};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use fakekube::{FakeKube, Rollout, WorkloadKind as FakeKind};
+use rollbackd::adapters::cluster::undo::{DryRun, UndoEngine, UndoError, UndoOutcome, UndoRequest};
+use rollbackd::adapters::cluster::watch::{follow, FollowOutcome};
 use rollbackd::core::decide::WorkloadKind;
 use rollbackd::core::undo_plan::{PlanError, CHANGE_CAUSE, EPISODE};
-use rollbackd::undo::{DryRun, UndoEngine, UndoError, UndoOutcome, UndoRequest};
-use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};
 
 const BEFORE: &str = include_str!("fixtures/kubectl/shop-web-before-undo.json");
@@ -397,7 +397,7 @@ async fn another_alert_within_the_cooldown_does_not_toggle_back_either() {
     let e = engine(&fake);
     let now: jiff::Timestamp = "2026-11-22T12:51:00Z".parse().unwrap();
     let mut first = request(WorkloadKind::Deployment, "shop", "web");
-    first.cooldown = Some(rollbackd::undo::Cooldown {
+    first.cooldown = Some(rollbackd::adapters::cluster::undo::Cooldown {
         now,
         period: Duration::from_secs(600),
     });
@@ -407,7 +407,7 @@ async fn another_alert_within_the_cooldown_does_not_toggle_back_either() {
     ));
     let mut other = first.clone();
     other.episode = Some("12a3c0d6be0f2789@2026-11-22T12:50:41.011Z".into());
-    other.cooldown = Some(rollbackd::undo::Cooldown {
+    other.cooldown = Some(rollbackd::adapters::cluster::undo::Cooldown {
         now: now + jiff::SignedDuration::from_secs(120),
         period: Duration::from_secs(600),
     });

@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use rollbackd::journal::JournalOptions;
+use rollbackd::adapters::journal::JournalOptions;
 use serde_json::{json, Value};
 use std::time::Duration;
 

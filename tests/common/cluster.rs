@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use rollbackd::app::Cluster;
+use rollbackd::adapters::cluster::undo::UndoEngine;
+use rollbackd::adapters::cluster::watch::{follow, FollowOutcome};
+use rollbackd::adapters::cluster::Cluster;
 use rollbackd::core::decide::WorkloadKind;
-use rollbackd::undo::UndoEngine;
-use rollbackd::watch::{follow, FollowOutcome};
 use serde_json::{json, Value};
 
 /// The variable that names a running real control plane's folder.

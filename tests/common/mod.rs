@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rollbackd::app::{AppState, Cluster, Server};
+use rollbackd::adapters::cluster::Cluster;
+use rollbackd::adapters::journal::JournalOptions;
+use rollbackd::app::{AppState, Server};
 use rollbackd::config::{RulesSource, Settings, WebhookAuth};
 use rollbackd::core::clock::Clock;
 use rollbackd::core::secret::Secret;
-use rollbackd::journal::JournalOptions;
 
 pub const WEBHOOK_TOKEN: &str = "am-webhook-token";
 pub const OPERATOR_TOKEN: &str = "oncall-operator-token";
@@ -76,7 +77,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         operator_token: Some(Secret::new(OPERATOR_TOKEN)),
         insecure_no_auth: false,
         intake_only: false,
-        slack: rollbackd::report::SlackConfig::Disabled,
+        slack: rollbackd::adapters::report::SlackConfig::Disabled,
         leader_election: None,
         cluster_name: None,
     }

@@ -9,10 +9,10 @@
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::journal::{Journal, JournalError};
+use crate::adapters::journal::{Journal, JournalError};
 
 /// A report to queue.
-pub(super) struct NewRow {
+pub(crate) struct NewRow {
     /// The incident (alert episode) key.
     pub incident: String,
     /// Destination channel (or the webhook marker).
@@ -29,7 +29,7 @@ pub(super) struct NewRow {
 
 /// An open row, without its payload.
 #[derive(Debug, Clone)]
-pub(super) struct OpenRow {
+pub(crate) struct OpenRow {
     /// Row id.
     pub id: i64,
     /// Incident key.
@@ -42,7 +42,7 @@ pub(super) struct OpenRow {
 
 /// What a send needs besides the row's metadata.
 #[derive(Debug, Clone)]
-pub(super) struct Loaded {
+pub(crate) struct Loaded {
     /// The stage the payload reports.
     pub stage: String,
     /// The Block Kit body.
@@ -58,7 +58,7 @@ pub(super) struct Loaded {
 /// here rather than on the async runtime (as `Journal::read` does) also
 /// keeps a paused test clock from treating the wait as idleness and jumping
 /// ahead to the next timer.
-pub(super) async fn write<T, F>(journal: &Journal, f: F) -> Result<T, JournalError>
+pub(crate) async fn write<T, F>(journal: &Journal, f: F) -> Result<T, JournalError>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
@@ -72,7 +72,7 @@ where
 /// Queues a report; `false` when it would repeat what is already queued or
 /// posted (identical payload, or with `stage_changes_only` the same stage
 /// as the incident's latest delivered report).
-pub(super) fn insert(conn: &Connection, row: &NewRow) -> Result<bool, JournalError> {
+pub(crate) fn insert(conn: &Connection, row: &NewRow) -> Result<bool, JournalError> {
     let latest: Option<(String, bool)> = conn
         .query_row(
             "SELECT payload, delivered_at IS NOT NULL FROM outbox
@@ -99,7 +99,7 @@ pub(super) fn insert(conn: &Connection, row: &NewRow) -> Result<bool, JournalErr
 }
 
 /// Every open row, oldest first.
-pub(super) fn open_rows(conn: &Connection) -> Result<Vec<OpenRow>, JournalError> {
+pub(crate) fn open_rows(conn: &Connection) -> Result<Vec<OpenRow>, JournalError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, incident, channel, next_attempt_at FROM outbox
          WHERE delivered_at IS NULL ORDER BY id",
@@ -118,7 +118,7 @@ pub(super) fn open_rows(conn: &Connection) -> Result<Vec<OpenRow>, JournalError>
 }
 
 /// How many rows are open.
-pub(super) fn open_count(conn: &Connection) -> Result<usize, JournalError> {
+pub(crate) fn open_count(conn: &Connection) -> Result<usize, JournalError> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
         [],
@@ -129,7 +129,7 @@ pub(super) fn open_count(conn: &Connection) -> Result<usize, JournalError> {
 
 /// The payload, attempt count and the incident's posted message of row
 /// `id`.
-pub(super) fn load(conn: &Connection, id: i64) -> Result<Loaded, JournalError> {
+pub(crate) fn load(conn: &Connection, id: i64) -> Result<Loaded, JournalError> {
     let (incident, payload, attempts): (String, String, i64) = conn.query_row(
         "SELECT incident, payload, attempts FROM outbox WHERE id = ?1",
         [id],
@@ -167,7 +167,7 @@ pub(super) fn load(conn: &Connection, id: i64) -> Result<Loaded, JournalError> {
 /// Closes row `id` as delivered (recording the message a post created) and
 /// the incident's older open rows as superseded; returns how many those
 /// were.
-pub(super) fn delivered(
+pub(crate) fn delivered(
     conn: &Connection,
     id: i64,
     at: Timestamp,
@@ -185,7 +185,7 @@ pub(super) fn delivered(
 
 /// Closes row `id` as given up with `error`, and the incident's older open
 /// rows as superseded; returns how many those were.
-pub(super) fn failed(
+pub(crate) fn failed(
     conn: &Connection,
     id: i64,
     at: Timestamp,
@@ -197,7 +197,7 @@ pub(super) fn failed(
 
 /// Counts a failed attempt on row `id`, keeps its error, and records when
 /// it is due again.
-pub(super) fn retry_later(
+pub(crate) fn retry_later(
     conn: &Connection,
     id: i64,
     next_attempt_at: Timestamp,
@@ -213,7 +213,7 @@ pub(super) fn retry_later(
 
 /// Forgets the incident's posted message (deleted in Slack): the next
 /// report posts a new one.
-pub(super) fn forget_message(conn: &Connection, id: i64) -> Result<(), JournalError> {
+pub(crate) fn forget_message(conn: &Connection, id: i64) -> Result<(), JournalError> {
     conn.prepare_cached(
         "DELETE FROM slack_messages WHERE incident = (SELECT incident FROM outbox WHERE id = ?1)",
     )?

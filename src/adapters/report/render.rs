@@ -407,9 +407,9 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::report::Stage;
     use crate::core::decide::{Target, WorkloadKind};
     use crate::core::rules::DecisionKind;
-    use crate::report::Stage;
 
     fn incident() -> Incident {
         Incident {

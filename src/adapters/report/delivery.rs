@@ -23,10 +23,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::outbox::{self, Loaded, OpenRow};
 use super::slack::Outcome;
 use super::{Shared, Stats};
-use crate::journal::JournalError;
+use crate::adapters::journal::outbox::{self, Loaded, OpenRow};
+use crate::adapters::journal::JournalError;
 
 /// Slack allows about one message a second per channel
 /// (`chat.postMessage`, incoming webhooks alike); updates count too.

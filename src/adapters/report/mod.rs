@@ -35,16 +35,16 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
+use crate::adapters::journal::outbox;
+use crate::adapters::journal::{Journal, JournalError};
+use crate::adapters::metrics::SlackCounters;
 use crate::core::clock::Clock;
 use crate::core::decide::{Decision, Target};
 use crate::core::parse::{Alert, AlertStatus, LabelSet};
 use crate::core::rules::DecisionKind;
 use crate::core::secret::Secret;
-use crate::journal::{Journal, JournalError};
-use crate::metrics::SlackCounters;
 
 mod delivery;
-mod outbox;
 mod render;
 mod slack;
 

@@ -13,7 +13,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::core::decide::WorkloadKind;
-use crate::core::guard::GitOpsOwner;
 use crate::core::undo_plan::{self as plan, PlanError, Revision, Safety, EPISODE, REVISION};
 
 /// The field manager rollbackd writes as (shown in `managedFields`).
@@ -197,7 +196,7 @@ impl UndoError {
     }
 }
 
-fn api_message(e: &kube::Error) -> String {
+pub(super) fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
@@ -497,48 +496,6 @@ impl UndoEngine {
         }
     }
 
-    /// Suspends a Flux Kustomization or HelmRelease (`spec.suspend: true`,
-    /// merge patch, as `flux suspend` does) so it does not revert the
-    /// rollback; dry-run asks the API server only.
-    pub async fn suspend_flux(
-        &self,
-        owner: &GitOpsOwner,
-        dry_run: DryRun,
-    ) -> Result<(), UndoError> {
-        let (group, version, kind, plural, namespace, name) = match owner {
-            GitOpsOwner::FluxKustomization { namespace, name } => (
-                "kustomize.toolkit.fluxcd.io",
-                "v1",
-                "Kustomization",
-                "kustomizations",
-                namespace,
-                name,
-            ),
-            GitOpsOwner::FluxHelmRelease { namespace, name } => (
-                "helm.toolkit.fluxcd.io",
-                "v2",
-                "HelmRelease",
-                "helmreleases",
-                namespace,
-                name,
-            ),
-            GitOpsOwner::ArgoCd { .. } => {
-                return Err(UndoError::Api(format!(
-                    "{owner} cannot be suspended by rollbackd"
-                )))
-            }
-        };
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
-        let api: Api<kube::api::DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let patch = serde_json::json!({"spec": {"suspend": true}});
-        api.patch(name, &patch_params(dry_run), &Patch::Merge(&patch))
-            .await
-            .map(|_| ())
-            .map_err(|e| UndoError::Api(api_message(&e)))
-    }
-
     /// Records a Kubernetes Event on the workload; a failure is logged, not
     /// returned: the rollback itself is what matters.
     pub async fn record_event(&self, req: &UndoRequest, type_: &str, reason: &str, message: &str) {
@@ -678,7 +635,7 @@ impl std::fmt::Display for Marker<'_> {
     }
 }
 
-fn patch_params(dry_run: DryRun) -> PatchParams {
+pub(super) fn patch_params(dry_run: DryRun) -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         dry_run: dry_run == DryRun::Server,

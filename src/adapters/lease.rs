@@ -24,8 +24,25 @@ use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::LeaderElection;
-use crate::metrics::Metrics;
+use crate::adapters::metrics::Metrics;
+
+/// How replicas elect the one that spends the rate budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// The Lease's name.
+    pub lease_name: String,
+    /// Its namespace; `None`: the client's default namespace.
+    pub namespace: Option<String>,
+    /// Seconds the Lease is valid after a renewal.
+    pub lease_duration: u64,
+    /// Seconds before expiry the leader renews.
+    pub renew_grace: u64,
+    /// This replica's name.
+    pub identity: String,
+    /// host:port peers reach this replica at; `None`: the bound listen
+    /// address (checked at start).
+    pub advertise_address: Option<String>,
+}
 
 /// What this replica does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

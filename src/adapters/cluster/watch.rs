@@ -12,9 +12,9 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::Client;
 
+use crate::adapters::cluster::undo::NamespacedObject;
 use crate::core::decide::WorkloadKind;
 use crate::core::rollout::{rollout_status, RolloutStatus};
-use crate::undo::engine::NamespacedObject;
 
 /// How following a rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
