@@ -35,12 +35,4 @@ pub mod core;
 
 pub mod adapters;
 
-pub mod api;
-pub mod guard;
-pub mod replay;
-pub mod webhook;
-pub mod worker;
-
-pub mod app;
-pub mod cli;
-pub mod config;
+pub mod service;

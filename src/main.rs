@@ -10,9 +10,10 @@ use rollbackd::adapters::clock::SystemClock;
 use rollbackd::adapters::cluster::undo::{DryRun, UndoEngine, UndoOutcome, UndoRequest};
 use rollbackd::adapters::cluster::Cluster;
 use rollbackd::adapters::journal::JournalOptions;
-use rollbackd::app::{load_rules, AppState, Server};
-use rollbackd::cli;
-use rollbackd::config::{ServeArgs, Settings};
+use rollbackd::service::cli;
+use rollbackd::service::config::{ServeArgs, Settings};
+use rollbackd::service::server::Server;
+use rollbackd::service::state::{load_rules, AppState};
 
 /// Turns Prometheus alerts into safe Kubernetes rollbacks.
 #[derive(Parser)]
@@ -157,7 +158,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "alerts for other clusters are refused"
             ),
             None => tracing::warn!(
-                cluster_check = rollbackd::api::NO_CLUSTER_CHECK,
+                cluster_check = rollbackd::service::http::api::NO_CLUSTER_CHECK,
                 "no cluster name"
             ),
         }

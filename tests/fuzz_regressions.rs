@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rollbackd::adapters::clock::SystemClock;
 use rollbackd::core::rules::{Rules, RulesError};
-use rollbackd::guard::Guard;
+use rollbackd::service::guard::Guard;
 
 /// What `Rules::parse` answers for a file named `fuzz.yaml`, the name the
 /// rules target gives, as `(line, reason)`.

@@ -259,7 +259,7 @@ async fn gitops_managed_workloads_are_refused_or_suspended_first() {
     .unwrap();
     let dir = rules.path().to_path_buf();
     let server = TestServer::start_full(
-        move |s| s.rules = rollbackd::config::RulesSource::Dir(dir),
+        move |s| s.rules = rollbackd::service::config::RulesSource::Dir(dir),
         Default::default(),
         Cluster::at_url(&fake.url()),
     )
@@ -470,7 +470,7 @@ async fn require_cluster_label_refuses_alerts_without_one() {
     let server = TestServer::start_full(
         move |s| {
             s.cluster_name = Some("prod-us".into());
-            s.rules = rollbackd::config::RulesSource::Dir(dir);
+            s.rules = rollbackd::service::config::RulesSource::Dir(dir);
         },
         rollbackd::adapters::journal::JournalOptions::default(),
         Cluster::at_url(&fake.url()),

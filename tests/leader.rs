@@ -8,8 +8,9 @@ use fakekube::FakeKube;
 use rollbackd::adapters::cluster::Cluster;
 use rollbackd::adapters::journal::JournalOptions;
 use rollbackd::adapters::lease::LeaderElection;
-use rollbackd::app::{AppState, Server, StartError};
 use rollbackd::core::secret::Secret;
+use rollbackd::service::server::Server;
+use rollbackd::service::state::{AppState, StartError};
 
 fn election(identity: &str) -> LeaderElection {
     LeaderElection {
@@ -23,7 +24,7 @@ fn election(identity: &str) -> LeaderElection {
 }
 
 async fn start_error(
-    adjust: impl FnOnce(&mut rollbackd::config::Settings),
+    adjust: impl FnOnce(&mut rollbackd::service::config::Settings),
     cluster: Cluster,
 ) -> String {
     let dir = tempfile::tempdir().unwrap();

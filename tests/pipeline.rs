@@ -210,7 +210,7 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
     let (dir, api) = (rules.path().to_path_buf(), slack.api_url());
     let server = TestServer::start_full(
         move |s| {
-            s.rules = rollbackd::config::RulesSource::Dir(dir);
+            s.rules = rollbackd::service::config::RulesSource::Dir(dir);
             s.slack = rollbackd::adapters::report::SlackConfig::Bot {
                 token: rollbackd::core::secret::Secret::new(BOT_TOKEN),
                 channel: "#rollbacks".into(),

@@ -287,7 +287,7 @@ async fn bodies_larger_than_the_intake_budget_are_still_accepted_one_at_a_time()
     let mut v: serde_json::Value = serde_json::from_slice(FIRING).unwrap();
     v["alerts"][0]["annotations"]["reason"] = "x".repeat(9 << 20).into();
     let body = serde_json::to_vec(&v).unwrap();
-    assert!(body.len() > rollbackd::app::INTAKE_BUDGET_BYTES);
+    assert!(body.len() > rollbackd::service::state::INTAKE_BUDGET_BYTES);
     let (a, b) = tokio::join!(server.post_webhook(&body), server.post_webhook(&body));
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     server.stop().await;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rollbackd::adapters::clock::SystemClock;
-use rollbackd::guard::Guard;
+use rollbackd::service::guard::Guard;
 use rollbackd::core::parse::LabelSet;
 use rollbackd::core::rules::{Rules, RulesError};
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rollbackd::adapters::cluster::Cluster;
 use rollbackd::adapters::journal::JournalOptions;
-use rollbackd::app::{AppState, Server};
-use rollbackd::config::{RulesSource, Settings, WebhookAuth};
 use rollbackd::core::clock::Clock;
 use rollbackd::core::secret::Secret;
+use rollbackd::service::config::{RulesSource, Settings, WebhookAuth};
+use rollbackd::service::server::Server;
+use rollbackd::service::state::AppState;
 
 pub const WEBHOOK_TOKEN: &str = "am-webhook-token";
 pub const OPERATOR_TOKEN: &str = "oncall-operator-token";

@@ -13,10 +13,10 @@ use serde_json::json;
 
 use crate::adapters::journal::{Event, EventQuery, JournalError};
 use crate::adapters::metrics::{Format, WebhookOutcome};
-use crate::app::AppState;
 use crate::core::parse::ParseError;
-use crate::replay::{replay, ReplayReceipt};
-use crate::webhook::{check_operator_auth, receive};
+use crate::service::http::webhook::{check_operator_auth, receive};
+use crate::service::replay::{replay, ReplayReceipt};
+use crate::service::state::AppState;
 
 /// Every way a request can fail, with the status and JSON body it gets.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::adapters::journal::{NewWebhook, Source};
-use crate::api::ApiError;
-use crate::app::AppState;
+use crate::service::http::api::ApiError;
+use crate::service::state::AppState;
 
 /// The answer to a replay request.
 #[derive(Debug, Serialize)]

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::config::RulesSource;
 use crate::core::decide::{decide, WorkloadKind};
 use crate::core::parse::parse_notification;
 use crate::core::rules::{format_duration, DecisionKind, Rules, RulesError};
 use crate::core::undo_plan::{Revision, CHANGE_CAUSE};
+use crate::service::config::RulesSource;
 
 /// Why a CLI command failed; printed as `error: ...`, exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub fn default_rules_source(explicit: Option<PathBuf>) -> RulesSource {
 
 /// `rollbackd check [RULES]`: validates and prints the matrix.
 pub fn check(source: &RulesSource) -> Result<String, CliError> {
-    let rules = crate::app::load_rules(source)?;
+    let rules = crate::service::state::load_rules(source)?;
     let from = match source {
         RulesSource::Dir(d) => d.display().to_string(),
         RulesSource::Embedded => "embedded defaults".to_string(),

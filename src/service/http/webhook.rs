@@ -17,10 +17,10 @@ use subtle::ConstantTimeEq;
 
 use crate::adapters::journal::{JournalError, NewWebhook, Source, WebhookSummary};
 use crate::adapters::metrics::WebhookOutcome;
-use crate::api::ApiError;
-use crate::app::AppState;
-use crate::config::WebhookAuth;
 use crate::core::parse::parse_notification;
+use crate::service::config::WebhookAuth;
+use crate::service::http::api::ApiError;
+use crate::service::state::AppState;
 
 /// The answer to an accepted webhook.
 #[derive(Debug, Serialize)]
