@@ -1,34 +1,45 @@
 //! rollbackd turns a Prometheus alert into a safe Kubernetes rollback.
 //!
+//! Three layers; dependencies point one way, **core ← adapters ← service ←
+//! binary** (`scripts/check-layers` fails CI otherwise):
+//!
 //! ```text
-//! Alertmanager --POST /webhook--> webhook --> parse --> journal (durable) --> 200 + receipt
-//!                                                          |
-//!                      worker: decide --> guard --> undo --> watch --> report
-//!                              rules      limits    kube-rs  rollout   Slack
+//!                      Alertmanager                      operator
+//!                           | POST /webhook                 | /api/v1/events, replay
+//!  +-- service -------------v-------------------------------v----------------------+
+//!  |  http::webhook --> journal (durable) --> 200 + receipt   http::api, replay    |
+//!  |                        |                                                     |
+//!  |  worker: pipeline ---> decide --> guard --> undo --> watches --> report      |
+//!  |          holds, forward (to the leader)                                      |
+//!  |  state (AppState), server (lifecycle), guard (limiters), config, cli         |
+//!  +------------|---------------------------|-------------------------------------+
+//!               | uses                      | uses
+//!  +-- adapters v----------------------+    |
+//!  |  journal (SQLite)  cluster (kube: undo, watch, gitops)  report (Slack)    |  |
+//!  |  lease (Lease)  metrics  rules_dir  clock                                 |  |
+//!  +------------|--------------------------------------------------------------+  |
+//!               | uses                      |
+//!  +-- core ----v---------------------------v---------------------------------------+
+//!  |  parse (payload) --> rules (matrix) --> decide --> guard (policy)              |
+//!  |  undo_plan (kubectl's rules)  rollout (kubectl's verdict)  clock  secret       |
+//!  |  pure: no I/O, no tokio, kube, reqwest, rusqlite, axum, governor               |
+//!  +--------------------------------------------------------------------------------+
+//!    main.rs (binary): parses the CLI and wires service::server, or runs a command
 //! ```
 //!
-//! Modules, in the order data flows:
-//! - [`webhook`]: `POST /webhook`; checks credentials, content type and size,
-//!   journals, acknowledges.
-//! - [`parse`]: the Alertmanager v4 payload into domain types, once.
-//! - [`journal`]: the SQLite journal (WAL, group commit); the worker's queue
-//!   and the history the API shows.
-//! - [`worker`]: feeds journaled webhooks through decide, guard, undo,
-//!   watch and report, runs the holds that come due, and journals it all.
-//! - [`rules`]: the decision matrix from `rules/*.yaml`, Alertmanager matchers.
-//! - [`decide`]: alert + rules + now → decision and target; pure.
-//! - [`guard`]: namespaces, change correlation, GitOps and rate limits
-//!   between decide and undo; refusals are outcomes with reasons.
-//! - [`undo`]: `kubectl rollout undo` through kube-rs: one patch with a
-//!   resourceVersion test and the alert episode's marker.
-//! - [`watch`]: follows the rollout as `kubectl rollout status` does.
-//! - [`report`]: tells Slack each step, one message per alert episode (outbox).
-//! - [`replay`]: re-runs a journaled webhook on an operator's request.
-//! - [`api`]: the router, the operator endpoints, errors as HTTP responses.
+//! The pipeline, in the order data flows: `service::http::webhook` checks
+//! and journals a webhook (`adapters::journal`), then answers; the
+//! `service::worker` takes it from the journal, parses it once
+//! (`core::parse`), decides each alert (`core::decide` over `core::rules`),
+//! asks the guard (`core::guard`'s policy, `service::guard`'s limiters),
+//! rolls back (`adapters::cluster::undo`, planned by `core::undo_plan`),
+//! follows the rollout (`adapters::cluster::watch`, judged by
+//! `core::rollout`) and reports each step (`adapters::report`, through the
+//! journal's outbox).
 //!
-//! Beside them: [`config`] (flags, environment, file, secrets), [`metrics`]
-//! (Prometheus registry), [`app`] (shared state, clock, server lifecycle) and
-//! [`cli`] (`check`, `explain`, and the output of `undo` and `history`).
+//! - [`core`]: the domain, pure and table-tested.
+//! - [`adapters`]: the journal, the cluster, Slack, the Lease, metrics.
+//! - [`service`]: the worker, HTTP, replay, state and server, config, cli.
 #![forbid(unsafe_code)]
 
 pub mod core;
