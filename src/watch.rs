@@ -14,7 +14,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::decide::WorkloadKind;
-use crate::undo::engine::NamespacedObject;
+use crate::undo::engine::{forbidden, NamespacedObject};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,18 +263,31 @@ where
             }
         }
     };
+    // A watch refused by RBAC leaves a GET every RETRY_AFTER: the verdict
+    // says so, so the missing verb shows in the journal.
+    let mut polled: Option<String> = None;
+    let noted = |done: Result<String, String>, polled: &Option<String>| match polled {
+        None => done,
+        Some(why) => {
+            let note = format!(" (followed by polling: {why})");
+            done.map(|m| m + &note).map_err(|r| r + &note)
+        }
+    };
     loop {
         let object = match api.get_opt(name).await {
             Ok(Some(o)) => o,
             Ok(None) => return Err(WatchError::NotFound(format!("{}/{name}", kind.as_str()))),
             Err(e) => {
                 tracing::warn!(error = %e, workload = name, "reading the rollout failed; retrying");
+                if let Some(why) = forbidden(&e) {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = why;
+                }
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
         };
         if let Some(done) = verdict(&object) {
-            return Ok(done);
+            return Ok(noted(done, &polled));
         }
         let rv = object.meta().resource_version.clone().unwrap_or_default();
         let params = WatchParams::default()
@@ -284,6 +297,9 @@ where
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, workload = name, "watch failed; retrying");
+                if let Some(why) = forbidden(&e) {
+                    polled = Some(why);
+                }
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
@@ -294,7 +310,7 @@ where
             match event {
                 Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
                     if let Some(done) = verdict(&o) {
-                        return Ok(done);
+                        return Ok(noted(done, &polled));
                     }
                 }
                 Ok(WatchEvent::Deleted(_)) => {
