@@ -151,6 +151,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dry_run = state.settings.dry_run,
             "rollbackd starting"
         );
+        if state.settings.insecure_no_auth {
+            tracing::warn!(
+                "WEBHOOK AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this \
+                 port can submit alerts that roll workloads back; the operator API still \
+                 needs its token"
+            );
+        }
         match &state.settings.cluster_name {
             Some(name) => tracing::info!(
                 cluster = %name,

@@ -5,6 +5,7 @@ mod common;
 use base64::Engine;
 use common::*;
 use rollbackd::adapters::journal::JournalOptions;
+use rollbackd::core::secret::Secret;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -275,6 +276,52 @@ async fn insecure_no_auth_accepts_webhooks_without_credentials() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     server.stop().await;
+}
+
+/// `--insecure-no-auth` used to open the operator API too, real replays
+/// included. It opens the webhook only: without an operator token the
+/// operator API answers 403, with one it wants that token.
+#[tokio::test]
+async fn insecure_no_auth_leaves_the_operator_api_closed() {
+    for operator_token in [None, Some("oncall")] {
+        let server = TestServer::start_with(
+            |s| {
+                s.webhook_auth = Default::default();
+                s.insecure_no_auth = true;
+                s.operator_token = operator_token.map(Secret::new);
+            },
+            JournalOptions::default(),
+        )
+        .await;
+        let resp = server
+            .client
+            .post(format!("{}/webhook", server.url))
+            .header("content-type", "application/json")
+            .body(FIRING.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let expected = if operator_token.is_some() { 401 } else { 403 };
+        for (method, path) in [
+            ("POST", "/api/v1/replay/1?dry_run=false"),
+            ("GET", "/api/v1/events"),
+            ("GET", "/api/v1/events/1"),
+        ] {
+            let resp = server
+                .client
+                .request(method.parse().unwrap(), format!("{}{path}", server.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status().as_u16(),
+                expected,
+                "{method} {path} without a token"
+            );
+        }
+        server.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -128,6 +128,7 @@ pub(crate) fn create(
     } else {
         meta.remove("generation");
     }
+    daemonset_template_generation(res, None, &mut obj);
     if res.status_subresource {
         let map = obj.as_object_mut().expect("checked to be an object");
         if res.builtin {
@@ -174,6 +175,33 @@ pub(crate) fn bump_generation(res: &ResourceType, old: &Value, new: &mut Value) 
         gen
     };
     dig_mut(new, &["metadata"]).insert("generation".into(), json!(gen));
+}
+
+/// A DaemonSet's `deprecated.daemonset.template.generation` annotation, as
+/// the real registry keeps it (apps/v1 stores `spec.templateGeneration`
+/// there): 1 on create, one more each time the pod template changes (the
+/// annotation is set on the object whatever the client sent). Found
+/// missing by tests/engine_both.rs against the real API server.
+fn daemonset_template_generation(res: &ResourceType, old: Option<&Value>, new: &mut Value) {
+    if res.kind != "DaemonSet" {
+        return;
+    }
+    const KEY: &str = "deprecated.daemonset.template.generation";
+    let generation = match old {
+        None => 1,
+        Some(old) => {
+            let was = old["metadata"]["annotations"][KEY]
+                .as_str()
+                .and_then(|g| g.parse::<i64>().ok())
+                .unwrap_or(0);
+            if old["spec"]["template"] != new["spec"]["template"] {
+                was + 1
+            } else {
+                was
+            }
+        }
+    };
+    dig_mut(new, &["metadata", "annotations"]).insert(KEY.into(), json!(generation.to_string()));
 }
 
 /// PUT (or the update half of PATCH): replace `name` in `ns` with `obj`.
@@ -249,6 +277,9 @@ pub(crate) fn update(
         defaults::validate(res, &new, Some(&current))?;
     }
     bump_generation(res, &current, &mut new);
+    if !status_only {
+        daemonset_template_generation(res, Some(&current), &mut new);
+    }
     if new == current || dry_run {
         return Ok(new);
     }

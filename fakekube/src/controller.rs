@@ -486,7 +486,11 @@ fn controller_update(
 }
 
 fn rs_status(replicas: i64, ready: i64, generation: i64) -> Value {
-    let mut s = json!({"replicas": replicas, "observedGeneration": generation});
+    // `terminatingReplicas`: Kubernetes 1.35+ (DeploymentReplicaSetTerminatingReplicas)
+    // reports it, 0 here since the fake's pods go at once; the real server
+    // showed it in tests/engine_both.rs.
+    let mut s = json!({"replicas": replicas, "observedGeneration": generation,
+        "terminatingReplicas": 0});
     if replicas > 0 {
         s["fullyLabeledReplicas"] = json!(replicas);
     }
@@ -748,7 +752,9 @@ fn deployment(st: &mut State, ns: &str, name: &str) {
     );
     let total = shape.new + shape.old;
     let available = shape.new_ready + shape.old;
-    let mut status = json!({"observedGeneration": d["metadata"]["generation"]});
+    // `terminatingReplicas` as the real controller reports it (1.35+).
+    let mut status = json!({"observedGeneration": d["metadata"]["generation"],
+        "terminatingReplicas": 0});
     for (k, v) in [
         ("replicas", total),
         ("updatedReplicas", shape.new),

@@ -62,6 +62,9 @@ pub(crate) fn apply(res: &ResourceType, obj: &mut Value) {
                     .and_then(Value::as_object_mut)
                 {
                     set_default(ru, "partition", json!(0));
+                    // 1.35+ (MaxUnavailableStatefulSet): the real server
+                    // stores it (tests/engine_both.rs found it).
+                    set_default(ru, "maxUnavailable", json!(1));
                 }
             }
         }

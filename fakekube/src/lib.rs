@@ -80,7 +80,9 @@
 //!   response to the client's write is the object before the controller
 //!   acted, as with a real server.
 //! - Pod-template hashes use FNV-1a over canonical JSON, not Go's
-//!   `DeepHashObject`: names have the real shape but not the real value.
+//!   `DeepHashObject`: names have the real shape but not the real value
+//!   (ReplicaSet names and DaemonSet `controller-revision-hash` labels;
+//!   StatefulSet revision hashes are the real ones).
 //! - Strategic merge patch: merge patch plus `$patch: replace|delete` and
 //!   merge keys for the common pod-spec lists; no `$retainKeys`,
 //!   `$setElementOrder` ordering or `$deleteFromPrimitiveList`.
@@ -94,6 +96,16 @@
 //!   grace: deletes are immediate, dependents are collected at once.
 //! - Validation covers what a rollback can trip (selector vs template
 //!   labels, required fields, immutable selector).
+//! - Request bodies are JSON (and YAML) only: kubectl 1.35's `create` sends
+//!   protobuf and is answered 415, so tests create through kube-rs.
+//! - An instant rollout scales each ReplicaSet in one write: the real
+//!   controller's maxSurge steps give ReplicaSets a higher `generation`.
+//!
+//! `tests/engine_both.rs` in rollbackd runs the same steps here and on a
+//! real kube-apiserver v1.37 and compares the objects field by field; it
+//! found (and the fake now has) `status.terminatingReplicas` on Deployments
+//! and ReplicaSets, the StatefulSet default `rollingUpdate.maxUnavailable:
+//! 1`, and the DaemonSet annotation `deprecated.daemonset.template.generation`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Patch, PatchParams};
 use kube::Api;
-use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
+use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::adapters::cluster::undo::describe_kube_error;
 use crate::adapters::metrics::Metrics;
 
 /// How replicas elect the one that spends the rate budgets.
@@ -224,7 +226,31 @@ impl Election {
             .map_err(|e| ElectionError::Lease {
                 namespace: namespace.clone(),
                 name: settings.lease_name.clone(),
-                reason: e.to_string(),
+                reason: match e {
+                    LeaseManagerError::KubeError(e) => describe_kube_error(&e),
+                    other => other.to_string(),
+                },
+            })?;
+        // Taking and renewing the Lease are PATCHes, made later in the
+        // manager's loop, which only logs a refusal: without that verb this
+        // replica would stay a follower for good. Ask now (a server-side
+        // dry run of an empty patch), so start-up says so instead.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        let dry_run = PatchParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        leases
+            .patch(
+                &settings.lease_name,
+                &dry_run,
+                &Patch::Merge(serde_json::json!({})),
+            )
+            .await
+            .map_err(|e| ElectionError::Lease {
+                namespace: namespace.clone(),
+                name: settings.lease_name.clone(),
+                reason: describe_kube_error(&e),
             })?;
         let (role_tx, role) = watch::channel(Role::Follower);
         metrics.set_leader(false);
@@ -267,7 +293,7 @@ impl Election {
         let leadership = Leadership {
             role,
             lease: Some(LeaseView {
-                api: Api::namespaced(client, &namespace),
+                api: leases,
                 name: settings.lease_name.clone(),
                 me,
             }),

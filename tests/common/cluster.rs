@@ -101,6 +101,9 @@ impl TestKube {
     /// A new fakekube; the namespace is `prefix` (nothing else lives there).
     pub async fn start_fake(prefix: &str) -> TestKube {
         let fake = fakekube::FakeKube::start().await;
+        // As many nodes as scripts/realkube's fakelet registers, so a
+        // DaemonSet has as many pods on both.
+        fake.set_nodes(1);
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         fake.write_kubeconfig(&kubeconfig).unwrap();

@@ -4,7 +4,7 @@
 
 use kube::api::{Api, Patch};
 
-use super::undo::{api_message, patch_params, DryRun, UndoEngine, UndoError};
+use super::undo::{patch_params, DryRun, UndoEngine, UndoError};
 use crate::core::guard::GitOpsOwner;
 
 impl UndoEngine {
@@ -47,6 +47,6 @@ impl UndoEngine {
         api.patch(name, &patch_params(dry_run), &Patch::Merge(&patch))
             .await
             .map(|_| ())
-            .map_err(|e| UndoError::Api(api_message(&e)))
+            .map_err(UndoError::from_kube)
     }
 }

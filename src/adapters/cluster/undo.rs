@@ -185,14 +185,22 @@ pub enum UndoError {
         /// The API server's message.
         message: String,
     },
+    /// The API server answered 403: rollbackd's identity lacks a verb
+    /// (RBAC). The text starts with `forbidden:` and names the verb and
+    /// the resource ([`forbidden`]).
+    #[error("{0}")]
+    Forbidden(String),
     /// The API server could not be reached or answered an error.
     #[error("kubernetes API: {0}")]
     Api(String),
 }
 
 impl UndoError {
-    fn from_kube(e: kube::Error) -> UndoError {
-        UndoError::Api(api_message(&e))
+    pub(super) fn from_kube(e: kube::Error) -> UndoError {
+        match forbidden(&e) {
+            Some(text) => UndoError::Forbidden(text),
+            None => UndoError::Api(api_message(&e)),
+        }
     }
 }
 
@@ -201,6 +209,60 @@ pub(super) fn api_message(e: &kube::Error) -> String {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
     }
+}
+
+/// A kube error as rollbackd reports it: [`forbidden`]'s wording for a
+/// 403, else the API server's message.
+pub fn describe_kube_error(e: &kube::Error) -> String {
+    forbidden(e).unwrap_or_else(|| api_message(e))
+}
+
+/// For a 403, what rollbackd may not do, from the API server's message
+/// (`deployments.apps "web" is forbidden: User "system:serviceaccount:ns:sa"
+/// cannot patch resource "deployments" in API group "apps" in the namespace
+/// "ns"`): `forbidden: rollbackd's ServiceAccount ns/sa may not patch
+/// deployments.apps in namespace ns (RBAC)`. A 403 worded otherwise (an
+/// admission webhook, a terminating namespace) keeps its message after
+/// `forbidden: `. `None` for any other error.
+pub fn forbidden(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(status) if status.code == 403 => Some(forbidden_message(&status.message)),
+        _ => None,
+    }
+}
+
+fn forbidden_message(message: &str) -> String {
+    static RBAC: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"User "([^"]*)" cannot (\S+) resource "([^"]*)" in API group "([^"]*)" (?:in the namespace "([^"]*)"|at the cluster scope)(?::\s*(.+))?"#,
+        )
+        .expect("valid regex")
+    });
+    let Some(c) = RBAC.captures(message) else {
+        return format!("forbidden: {message}");
+    };
+    let user = &c[1];
+    let who = match user.strip_prefix("system:serviceaccount:") {
+        Some(sa) => format!("ServiceAccount {}", sa.replacen(':', "/", 1)),
+        None => format!("user {user:?}"),
+    };
+    let resource = match &c[4] {
+        "" => c[3].to_string(),
+        group => format!("{}.{group}", &c[3]),
+    };
+    let scope = match c.get(5) {
+        Some(ns) => format!("in namespace {}", ns.as_str()),
+        None => "cluster-wide".to_string(),
+    };
+    let rbac = match c.get(6) {
+        // The RBAC authorizer's own reasons start with `RBAC: `.
+        Some(reason) => format!("RBAC: {}", reason.as_str().trim_start_matches("RBAC: ")),
+        None => "RBAC".to_string(),
+    };
+    format!(
+        "forbidden: rollbackd's {who} may not {} {resource} {scope} ({rbac})",
+        &c[2]
+    )
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {
@@ -256,8 +318,12 @@ impl UndoEngine {
     }
 
     /// Records the Kubernetes Event for an undo's result (none for a
-    /// dry-run).
-    pub async fn record_outcome(&self, req: &UndoRequest, result: &Result<UndoOutcome, UndoError>) {
+    /// dry-run); why it could not be recorded, if it could not.
+    pub async fn record_outcome(
+        &self,
+        req: &UndoRequest,
+        result: &Result<UndoOutcome, UndoError>,
+    ) -> Option<String> {
         if req.dry_run == DryRun::None {
             let (type_, reason, message) = match &result {
                 Ok(UndoOutcome::RolledBack(r)) => (
@@ -268,18 +334,19 @@ impl UndoEngine {
                         r.from_revision, r.to_revision, req.reason
                     ),
                 ),
-                Ok(UndoOutcome::DryRun(_)) => return,
+                Ok(UndoOutcome::DryRun(_)) => return None,
                 Ok(refused) => (
                     "Warning",
                     "RollbackSkipped",
                     format!("{}: {}", refused.kubectl_message(), req.reason),
                 ),
                 // Nothing to attach an Event to, or no API to attach it with.
-                Err(UndoError::NotFound { .. } | UndoError::Api(_)) => return,
+                Err(UndoError::NotFound { .. } | UndoError::Api(_)) => return None,
                 Err(e) => ("Warning", "RollbackFailed", format!("{e}: {}", req.reason)),
             };
-            self.record_event(req, type_, reason, &message).await;
+            return self.record_event(req, type_, reason, &message).await.err();
         }
+        None
     }
 
     /// Reads the workload and its history and plans the patch, without
@@ -489,6 +556,7 @@ impl UndoEngine {
                 resource: resource_name(req.kind),
                 name: req.name.clone(),
             }),
+            Err(e) if api_code(&e) == Some(403) => Err(UndoError::from_kube(e)),
             Err(e) => Err(UndoError::Restore {
                 revision: report.to_revision,
                 message: api_message(&e),
@@ -496,9 +564,16 @@ impl UndoEngine {
         }
     }
 
-    /// Records a Kubernetes Event on the workload; a failure is logged, not
-    /// returned: the rollback itself is what matters.
-    pub async fn record_event(&self, req: &UndoRequest, type_: &str, reason: &str, message: &str) {
+    /// Records a Kubernetes Event on the workload. A failure is logged and
+    /// returned as text for the journal, never an error of the rollback:
+    /// the rollback itself is what matters.
+    pub async fn record_event(
+        &self,
+        req: &UndoRequest,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), String> {
         let now = jiff::Timestamp::now();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &req.namespace);
         let event = Event {
@@ -531,8 +606,11 @@ impl UndoEngine {
             ..Default::default()
         };
         if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(error = %api_message(&e), workload = %req.name, "could not record the Kubernetes Event");
+            let error = describe_kube_error(&e);
+            tracing::warn!(%error, workload = %req.name, "could not record the Kubernetes Event");
+            return Err(error);
         }
+        Ok(())
     }
 
     async fn get_workload(
@@ -828,6 +906,52 @@ mod tests {
         );
         assert_eq!(Marker::parse(&text), m);
         assert_eq!(Marker::parse("garbage").episode, Some("garbage"));
+    }
+
+    fn status(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, "Forbidden")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_403_names_who_may_not_do_what_where() {
+        // The API server's words (kube-apiserver v1.37.2, RBAC).
+        let cases = [
+            (
+                r#"deployments.apps "web" is forbidden: User "system:serviceaccount:shop:rollbackd" cannot patch resource "deployments" in API group "apps" in the namespace "shop""#,
+                "forbidden: rollbackd's ServiceAccount shop/rollbackd may not patch deployments.apps in namespace shop (RBAC)",
+            ),
+            (
+                r#"events is forbidden: User "system:serviceaccount:ops:rb" cannot create resource "events" in API group "" in the namespace "shop""#,
+                "forbidden: rollbackd's ServiceAccount ops/rb may not create events in namespace shop (RBAC)",
+            ),
+            (
+                r#"nodes is forbidden: User "alice" cannot list resource "nodes" in API group "" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io "x" not found"#,
+                r#"forbidden: rollbackd's user "alice" may not list nodes cluster-wide (RBAC: clusterrole.rbac.authorization.k8s.io "x" not found)"#,
+            ),
+            (
+                r#"unable to create new content in namespace shop because it is being terminated"#,
+                "forbidden: unable to create new content in namespace shop because it is being terminated",
+            ),
+        ];
+        for (message, want) in cases {
+            assert_eq!(forbidden(&status(403, message)).as_deref(), Some(want));
+            assert_eq!(describe_kube_error(&status(403, message)), want);
+            assert!(matches!(
+                UndoError::from_kube(status(403, message)),
+                UndoError::Forbidden(text) if text == want
+            ));
+        }
+        let conflict = status(409, "the object has been modified");
+        assert_eq!(forbidden(&conflict), None);
+        assert_eq!(
+            describe_kube_error(&conflict),
+            "the object has been modified"
+        );
+        assert!(matches!(UndoError::from_kube(conflict), UndoError::Api(_)));
     }
 
     #[test]

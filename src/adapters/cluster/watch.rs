@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::Client;
 
-use crate::adapters::cluster::undo::NamespacedObject;
+use crate::adapters::cluster::undo::{forbidden, NamespacedObject};
 use crate::core::decide::WorkloadKind;
 use crate::core::rollout::{rollout_status, RolloutStatus};
 
@@ -115,18 +115,31 @@ where
             }
         }
     };
+    // A watch refused by RBAC leaves a GET every RETRY_AFTER: the verdict
+    // says so, so the missing verb shows in the journal.
+    let mut polled: Option<String> = None;
+    let noted = |done: Result<String, String>, polled: &Option<String>| match polled {
+        None => done,
+        Some(why) => {
+            let note = format!(" (followed by polling: {why})");
+            done.map(|m| m + &note).map_err(|r| r + &note)
+        }
+    };
     loop {
         let object = match api.get_opt(name).await {
             Ok(Some(o)) => o,
             Ok(None) => return Err(WatchError::NotFound(format!("{}/{name}", kind.as_str()))),
             Err(e) => {
                 tracing::warn!(error = %e, workload = name, "reading the rollout failed; retrying");
+                if let Some(why) = forbidden(&e) {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = why;
+                }
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
         };
         if let Some(done) = verdict(&object) {
-            return Ok(done);
+            return Ok(noted(done, &polled));
         }
         let rv = object.meta().resource_version.clone().unwrap_or_default();
         let params = WatchParams::default()
@@ -136,6 +149,9 @@ where
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, workload = name, "watch failed; retrying");
+                if let Some(why) = forbidden(&e) {
+                    polled = Some(why);
+                }
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
@@ -146,7 +162,7 @@ where
             match event {
                 Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
                     if let Some(done) = verdict(&o) {
-                        return Ok(done);
+                        return Ok(noted(done, &polled));
                     }
                 }
                 Ok(WatchEvent::Deleted(_)) => {

@@ -162,9 +162,8 @@ pub fn check_webhook_auth(auth: &WebhookAuth, headers: &HeaderMap) -> Result<(),
 
 /// Checks the operator token on the operator API.
 pub fn check_operator_auth(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if app.settings.insecure_no_auth && app.settings.operator_token.is_none() {
-        return Ok(());
-    }
+    // `--insecure-no-auth` is about Alertmanager's webhooks only: the
+    // operator API (history, real replays) always needs its own token.
     let Some(token) = &app.settings.operator_token else {
         return Err(ApiError::OperatorApiDisabled);
     };

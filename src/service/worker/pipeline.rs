@@ -237,7 +237,8 @@ impl Worker {
                     });
                 if let Err(refusal) = check {
                     if request.dry_run == DryRun::None {
-                        engine
+                        // A failure is logged there; the refusal is the news.
+                        let _ = engine
                             .record_event(
                                 &request,
                                 "Warning",
@@ -272,9 +273,9 @@ impl Worker {
                 engine.apply(&request, *plan).await
             }
         };
-        engine.record_outcome(&request, &result).await;
+        let event_failed = engine.record_outcome(&request, &result).await;
         let deadline = Duration::from_secs(decision.deadline_secs.unwrap_or(0).max(1));
-        match result {
+        let mut rollback = match result {
             Ok(UndoOutcome::RolledBack(r)) => {
                 tracing::info!(workload = %target, from = r.from_revision, to = r.to_revision, rule, "rolled back");
                 self.state.metrics.time_to_patch(
@@ -322,7 +323,14 @@ impl Worker {
                 };
                 tracing::warn!(workload = %target, outcome = outcome.as_str(), "rollback not done");
                 Rollback {
-                    record: record(outcome, format!("{target}: {}", other.kubectl_message())),
+                    record: record(
+                        outcome,
+                        format!(
+                            "{target}: {}{}",
+                            other.kubectl_message(),
+                            left_suspended(suspended.as_ref())
+                        ),
+                    ),
                     follow: None,
                     report: None,
                     note: None,
@@ -331,13 +339,23 @@ impl Worker {
             Err(e) => {
                 tracing::error!(workload = %target, error = %e, "rollback failed");
                 Rollback {
-                    record: record(RollbackOutcome::failed, format!("{target}: {e}")),
+                    record: record(
+                        RollbackOutcome::failed,
+                        format!("{target}: {e}{}", left_suspended(suspended.as_ref())),
+                    ),
                     follow: None,
                     report: None,
                     note: None,
                 }
             }
+        };
+        if let Some(why) = event_failed {
+            rollback
+                .record
+                .detail
+                .push_str(&format!("; Kubernetes Event not recorded: {why}"));
         }
+        rollback
     }
 }
 
@@ -383,6 +401,18 @@ fn suspension_note(owner: Option<&GitOpsOwner>) -> String {
         None => String::new(),
         Some(owner) => format!(
             "; {owner} suspended: Git still declares the bad revision; revert it in Git, then resume with `{}`",
+            owner.resume_hint().unwrap_or_default()
+        ),
+    }
+}
+
+/// What on-call must know when the GitOps tool was suspended for a
+/// rollback that then did not happen: it stays suspended.
+fn left_suspended(owner: Option<&GitOpsOwner>) -> String {
+    match owner {
+        None => String::new(),
+        Some(owner) => format!(
+            "; {owner} was suspended first and stays suspended: resume it with `{}`",
             owner.resume_hint().unwrap_or_default()
         ),
     }
