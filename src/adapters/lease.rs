@@ -25,7 +25,7 @@ use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder, LeaseManagerError
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::adapters::cluster::undo::describe_kube_error;
+use crate::adapters::cluster::errors::describe_kube_error;
 use crate::adapters::metrics::Metrics;
 
 /// How replicas elect the one that spends the rate budgets.

@@ -10,8 +10,10 @@
 //! - [`watch`]: follows a rollout as `kubectl rollout status` does; the
 //!   verdict is `core::rollout`.
 //! - [`gitops`]: writes to GitOps tools' objects (Flux suspend).
+//! - [`errors`]: how the API server's errors read (a 403 names the verb).
 //! - [`Cluster`]: the connection, or why there is none.
 
+pub mod errors;
 pub mod gitops;
 pub mod undo;
 pub mod watch;

@@ -12,7 +12,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::Client;
 
-use crate::adapters::cluster::undo::{forbidden, NamespacedObject};
+use crate::adapters::cluster::errors::forbidden;
+use crate::adapters::cluster::undo::NamespacedObject;
 use crate::core::decide::WorkloadKind;
 use crate::core::rollout::{rollout_status, RolloutStatus};
 
