@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod proc;
+pub mod rbac;
 pub mod slack;
 
 use std::future::Future;
