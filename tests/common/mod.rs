@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod proc;
+pub mod promstack;
 pub mod rbac;
 pub mod slack;
 
