@@ -83,6 +83,17 @@ async fn secrets_never_reach_the_log() {
         log.contains("alert decided for rollback"),
         "the log has content: {log}"
     );
+    // The two refusals: one WARN (rate-limited), without the credentials.
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request refused: bad credentials"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0].contains("WARN") && refused[0].contains("api=webhook"),
+        "{}",
+        refused[0]
+    );
     for secret in [
         WEBHOOK_TOKEN,
         OPERATOR_TOKEN,

@@ -374,3 +374,52 @@ async fn readyz_keeps_cluster_details_for_the_operator() {
     assert!(detail.len() > "unreachable: ".len(), "{detail}");
     server.stop().await;
 }
+
+/// Refused credentials were neither counted nor logged: a scanner or a
+/// misconfigured Alertmanager went unseen. Each is counted by API and
+/// reason (the WARN is rate-limited and checked in tests/process.rs).
+#[tokio::test]
+async fn refused_credentials_are_counted_by_api_and_reason() {
+    let server = TestServer::start().await;
+    let post = |auth: Option<&'static str>| {
+        let mut req = server
+            .client
+            .post(format!("{}/webhook", server.url))
+            .header("content-type", "application/json")
+            .body(FIRING.to_vec());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        post(Some("Bearer nope")).await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        post(Some("Bearer nope")).await.unwrap().status().as_u16(),
+        401
+    );
+    let resp = server
+        .client
+        .get(format!("{}/api/v1/events", server.url))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "the webhook token is not the operator's"
+    );
+    let m = server.metrics().await;
+    for line in [
+        r#"rollbackd_auth_failures_total{api="webhook",reason="missing"} 1"#,
+        r#"rollbackd_auth_failures_total{api="webhook",reason="wrong"} 2"#,
+        r#"rollbackd_auth_failures_total{api="operator",reason="wrong"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
+    server.stop().await;
+}
