@@ -32,6 +32,9 @@ enum Command {
     /// Validate a rules folder and print the decision matrix.
     Check {
         /// Rules folder [default: rules/, or the embedded defaults].
+        dir: Option<PathBuf>,
+        /// The same, as `serve` and `explain` take it.
+        #[arg(long, conflicts_with = "dir")]
         rules: Option<PathBuf>,
     },
     /// Show the decision for each alert of a webhook payload (no cluster).
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Check { rules } => cli::check(&cli::default_rules_source(rules))
+        Command::Check { dir, rules } => cli::check(&cli::default_rules_source(dir.or(rules)))
             .map(|out| print!("{out}"))
             .map_err(anyhow::Error::from),
         Command::Explain { payload, rules, at } => load_rules(&cli::default_rules_source(rules))

@@ -392,3 +392,34 @@ async fn the_fake_and_the_real_server_agree_on_a_statefulsets_life() {
 async fn the_fake_and_the_real_server_agree_on_a_daemonsets_life() {
     agree(WorkloadKind::DaemonSet).await;
 }
+
+on_both! {
+    async fn a_status_write_between_read_and_patch_is_not_a_newer_deploy(kube) {
+        // On a real cluster the controllers write a workload's status all
+        // the time (pods flapping under the very alert that fired): that
+        // changes the resourceVersion but not what is deployed. Found on
+        // the real control plane, where a controller's status write landed
+        // between rollbackd's read and its patch.
+        two_releases(&kube).await;
+        let engine = kube.engine();
+        let req = request(&kube, "web");
+        let Prepared::Ready(plan) = engine.prepare(&req).await.unwrap() else {
+            panic!("a plan")
+        };
+        let before = kube.get(DEPLOY, "web").await;
+        kube.api(DEPLOY)
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"collisionCount": 0}})),
+            )
+            .await
+            .unwrap();
+        let after = kube.get(DEPLOY, "web").await;
+        assert_ne!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+        let outcome = engine.apply(&req, *plan).await.unwrap();
+        assert!(matches!(outcome, UndoOutcome::RolledBack(_)), "{outcome:?}");
+        kube.settle(DEPLOY, "web").await;
+        assert_eq!(kube.image(DEPLOY, "web").await, "registry.local/web:v1");
+    }
+}

@@ -83,6 +83,17 @@ async fn secrets_never_reach_the_log() {
         log.contains("alert decided for rollback"),
         "the log has content: {log}"
     );
+    // The two refusals: one WARN (rate-limited), without the credentials.
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request refused: bad credentials"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0].contains("WARN") && refused[0].contains("api=webhook"),
+        "{}",
+        refused[0]
+    );
     for secret in [
         WEBHOOK_TOKEN,
         OPERATOR_TOKEN,
@@ -238,4 +249,33 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_zero() {
     assert_eq!(status.code(), Some(0), "{status}");
     let log = p.log.lock().unwrap().join("\n");
     assert!(log.contains("shutting down"), "{log}");
+}
+
+/// `rollbackd check --rules DIR` was a usage error while `check DIR`
+/// worked; both work now, as with `explain --rules`, and both at once is a
+/// usage error naming the conflict.
+#[tokio::test]
+async fn check_takes_the_rules_folder_positionally_or_as_rules() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let run = |args: Vec<&'static str>| async move {
+        Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+            .args(args)
+            .output()
+            .await
+            .unwrap()
+    };
+    let positional = run(vec!["check", rules]).await;
+    let flag = run(vec!["check", "--rules", rules]).await;
+    assert_eq!(positional.status.code(), Some(0));
+    assert_eq!(
+        flag.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&flag.stderr)
+    );
+    assert_eq!(flag.stdout, positional.stdout);
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("service-down"));
+    let both = run(vec!["check", rules, "--rules", rules]).await;
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }

@@ -339,3 +339,89 @@ async fn bodies_larger_than_the_intake_budget_are_still_accepted_one_at_a_time()
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     server.stop().await;
 }
+
+/// `/readyz` answers without credentials (kubelet probes): it used to show
+/// the API server's version and its error text to anyone. Those details go
+/// to the operator token only.
+#[tokio::test]
+async fn readyz_keeps_cluster_details_for_the_operator() {
+    let fake = fakekube::FakeKube::start().await;
+    let server = TestServer::start_full(
+        |s| s.cluster_name = Some("prod-us".into()),
+        JournalOptions::default(),
+        rollbackd::adapters::cluster::Cluster::at_url(&fake.url()),
+    )
+    .await;
+    let (status, open) = server.get_open_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(open["checks"]["cluster"], "reachable");
+    assert_eq!(open["cluster_name"], Value::Null);
+    assert!(!open.to_string().contains("prod-us"), "{open}");
+    let (_, operator) = server.get_json("/readyz").await;
+    let detail = operator["checks"]["cluster"].as_str().unwrap();
+    assert!(detail.starts_with("reachable (Kubernetes v"), "{detail}");
+    assert_eq!(operator["cluster_name"], "prod-us");
+    server.stop().await;
+
+    // An API server that is not there: no error text for anyone.
+    let server = TestServer::start_with_cluster(rollbackd::adapters::cluster::Cluster::at_url(
+        "http://127.0.0.1:9",
+    ))
+    .await;
+    let (_, open) = server.get_open_json("/readyz").await;
+    assert_eq!(open["checks"]["cluster"], "unreachable");
+    let (_, operator) = server.get_json("/readyz").await;
+    let detail = operator["checks"]["cluster"].as_str().unwrap();
+    assert!(detail.starts_with("unreachable: "), "{detail}");
+    assert!(detail.len() > "unreachable: ".len(), "{detail}");
+    server.stop().await;
+}
+
+/// Refused credentials were neither counted nor logged: a scanner or a
+/// misconfigured Alertmanager went unseen. Each is counted by API and
+/// reason (the WARN is rate-limited and checked in tests/process.rs).
+#[tokio::test]
+async fn refused_credentials_are_counted_by_api_and_reason() {
+    let server = TestServer::start().await;
+    let post = |auth: Option<&'static str>| {
+        let mut req = server
+            .client
+            .post(format!("{}/webhook", server.url))
+            .header("content-type", "application/json")
+            .body(FIRING.to_vec());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        post(Some("Bearer nope")).await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        post(Some("Bearer nope")).await.unwrap().status().as_u16(),
+        401
+    );
+    let resp = server
+        .client
+        .get(format!("{}/api/v1/events", server.url))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "the webhook token is not the operator's"
+    );
+    let m = server.metrics().await;
+    for line in [
+        r#"rollbackd_auth_failures_total{api="webhook",reason="missing"} 1"#,
+        r#"rollbackd_auth_failures_total{api="webhook",reason="wrong"} 2"#,
+        r#"rollbackd_auth_failures_total{api="operator",reason="wrong"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
+    server.stop().await;
+}

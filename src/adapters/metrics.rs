@@ -6,6 +6,7 @@
 //! | stage | family | type | labels |
 //! |---|---|---|---|
 //! | webhook | `rollbackd_webhooks_total` | counter | `outcome`, `code` |
+//! | http | `rollbackd_auth_failures_total` | counter | `api`, `reason` |
 //! | journal | `rollbackd_journal_write_seconds`, `rollbackd_journal_batch_size` | histogram | |
 //! | journal | `rollbackd_webhooks_pending`, `rollbackd_holds_pending` | gauge | |
 //! | decide | `rollbackd_alerts_total` | counter | `decision`, `rule` |
@@ -165,6 +166,25 @@ pub struct WebhookLabels {
     pub code: u16,
 }
 
+/// Which credential a request failed to present.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AuthApi {
+    /// `POST /webhook` (Alertmanager's credentials).
+    webhook,
+    /// The operator API (`/api/v1/...`, the operator token).
+    operator,
+}
+
+/// Labels of `rollbackd_auth_failures_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// The API asked.
+    pub api: AuthApi,
+    /// `missing` (no `Authorization` header) or `wrong`.
+    pub reason: &'static str,
+}
+
 /// Labels of `rollbackd_alerts_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -299,7 +319,16 @@ pub struct Metrics {
     pub slack_reports_pending: Gauge,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
+    /// Requests refused for their credentials, by API and reason.
+    pub auth_failures: Family<AuthLabels, Counter>,
+    /// When an authentication failure was last logged, per API (the WARN
+    /// is rate-limited: a scanner must not flood the log).
+    auth_logged: std::sync::Mutex<[Option<std::time::Instant>; 2]>,
 }
+
+/// At most one authentication-failure WARN per API this often; the counter
+/// has every one.
+const AUTH_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Metrics {
     /// Builds the registry with every family registered.
@@ -431,6 +460,12 @@ impl Metrics {
             "Reports in the Slack outbox not yet delivered, superseded or given up",
             slack_reports_pending.clone(),
         );
+        let auth_failures = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for missing or wrong credentials, by API",
+            auth_failures.clone(),
+        );
         let leader = Gauge::default();
         // A single replica is its own leader; with leader election, the
         // elector sets it (set_leader) as it gains or loses the Lease.
@@ -458,7 +493,26 @@ impl Metrics {
             slack,
             slack_reports_pending,
             leader,
+            auth_failures,
+            auth_logged: std::sync::Mutex::new([None, None]),
         }
+    }
+
+    /// Counts a request refused for its credentials; true when it should
+    /// be logged (the first in [`AUTH_LOG_EVERY`] for that API).
+    pub fn auth_failure(&self, api: AuthApi, missing: bool) -> bool {
+        let reason = if missing { "missing" } else { "wrong" };
+        self.auth_failures
+            .get_or_create(&AuthLabels { api, reason })
+            .inc();
+        let mut logged = self.auth_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let last = &mut logged[api as usize];
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < AUTH_LOG_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Counts one webhook answer.

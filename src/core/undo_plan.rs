@@ -315,6 +315,46 @@ pub fn controller_revision_matches(workload: &Value, data: &Value) -> bool {
         == normalize(&data["spec"]["template"])
 }
 
+/// Whether `now` differs from `read` only where controllers write on their
+/// own: `status`, `metadata.resourceVersion`, `metadata.managedFields`. Then
+/// every input of the plan (template, annotations, generation) still holds,
+/// and a patch refused by its resourceVersion precondition may be sent again
+/// with the new one. On a real cluster the workload controller writes status
+/// all the time, most of all while its pods flap under the very alert that
+/// fired; treating such a write as a newer deploy would skip the rollback.
+pub fn only_status_moved(read: &Value, now: &Value) -> bool {
+    let comparable = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("status");
+        }
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("managedFields");
+        }
+        v
+    };
+    comparable(read) == comparable(now)
+}
+
+/// `patch` with its precondition moved to `resource_version`: the `test` op
+/// of a JSON Patch, or `metadata.resourceVersion` of a strategic merge patch.
+pub fn with_resource_version(patch: &Value, resource_version: &str) -> Value {
+    let mut patch = patch.clone();
+    match &mut patch {
+        Value::Array(ops) => {
+            for op in ops.iter_mut() {
+                if op["op"] == "test" && op["path"] == "/metadata/resourceVersion" {
+                    op["value"] = resource_version.into();
+                }
+            }
+        }
+        Value::Object(_) => patch["metadata"]["resourceVersion"] = resource_version.into(),
+        _ => {}
+    }
+    patch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,5 +564,44 @@ mod tests {
         assert_eq!(patch["spec"], older["spec"]);
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
         assert_eq!(patch["metadata"]["annotations"][EPISODE], "e");
+    }
+
+    #[test]
+    fn only_a_status_write_lets_the_precondition_move() {
+        let read = json!({"metadata": {"resourceVersion": "7", "generation": 2,
+            "annotations": {"a": "1"}, "managedFields": []},
+            "spec": {"template": {"x": 1}}, "status": {"readyReplicas": 2}});
+        let mut status_only = read.clone();
+        status_only["metadata"]["resourceVersion"] = "8".into();
+        status_only["metadata"]["managedFields"] = json!([{"manager": "kube-controller-manager"}]);
+        status_only["status"]["readyReplicas"] = 1.into();
+        assert!(only_status_moved(&read, &status_only));
+        for (pointer, value) in [
+            ("/spec/template/x", json!(2)),
+            ("/metadata/generation", json!(3)),
+            ("/metadata/annotations/a", json!("2")),
+        ] {
+            let mut moved = status_only.clone();
+            *moved.pointer_mut(pointer).unwrap() = value;
+            assert!(!only_status_moved(&read, &moved), "{pointer}");
+        }
+    }
+
+    #[test]
+    fn the_precondition_moves_in_both_patch_forms() {
+        let json_patch = json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+            {"op": "replace", "path": "/spec/template", "value": {}},
+        ]);
+        let moved = with_resource_version(&json_patch, "8");
+        assert_eq!(moved[0]["value"], "8");
+        assert_eq!(moved[1], json_patch[1]);
+        let smp =
+            json!({"spec": {}, "metadata": {"resourceVersion": "7", "annotations": {"e": "x"}}});
+        let moved = with_resource_version(&smp, "8");
+        assert_eq!(
+            moved["metadata"],
+            json!({"resourceVersion": "8", "annotations": {"e": "x"}})
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod cluster;
 pub mod proc;
+pub mod promstack;
+pub mod rbac;
 pub mod slack;
 
 use std::future::Future;

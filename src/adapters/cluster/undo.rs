@@ -174,6 +174,13 @@ pub fn resource_name(kind: WorkloadKind) -> &'static str {
     }
 }
 
+/// How many times a patch is sent again after its precondition failed on a
+/// status-only write: a controller writes status a few times a second at
+/// most while pods flap, and the read-to-patch window is milliseconds, so
+/// three moves in a row means something else keeps writing: then the
+/// refusal stands, classified as before.
+const STATUS_MOVES: u32 = 3;
+
 /// The undo engine over a Kubernetes client.
 #[derive(Clone)]
 pub struct UndoEngine {
@@ -358,10 +365,50 @@ impl UndoEngine {
     }
 
     /// Sends a prepared patch (the only write of an undo).
-    pub async fn apply(&self, req: &UndoRequest, plan: Plan) -> Result<UndoOutcome, UndoError> {
+    pub async fn apply(&self, req: &UndoRequest, mut plan: Plan) -> Result<UndoOutcome, UndoError> {
+        let mut moved = 0;
+        loop {
+            let sent = self.send(req, &plan.patch).await?;
+            // The precondition failed: if only the status moved (the
+            // controller's own writes), the plan still holds; send it again
+            // under the new resourceVersion, a bounded number of times.
+            if let Err(e) = &sent {
+                if matches!(api_code(e), Some(409) | Some(422)) && moved < STATUS_MOVES {
+                    if let Ok(now) = self.get_workload(req.kind, &req.namespace, &req.name).await {
+                        if plan::only_status_moved(&plan.workload, &now) {
+                            let rv = now["metadata"]["resourceVersion"]
+                                .as_str()
+                                .unwrap_or_default();
+                            tracing::debug!(workload = %req.name, resource_version = rv, "only the status moved since the read; patching again");
+                            plan.patch = match &plan.patch {
+                                PlannedPatch::Json(p) => {
+                                    PlannedPatch::Json(plan::with_resource_version(p, rv))
+                                }
+                                PlannedPatch::Strategic(p) => {
+                                    PlannedPatch::Strategic(plan::with_resource_version(p, rv))
+                                }
+                            };
+                            plan.workload = now;
+                            moved += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            let read_rv = plan.workload["metadata"]["resourceVersion"].as_str();
+            return self.finish(req, read_rv, plan.report.clone(), sent).await;
+        }
+    }
+
+    /// Sends the patch; the API server's answer (the generation after it).
+    async fn send(
+        &self,
+        req: &UndoRequest,
+        patch: &PlannedPatch,
+    ) -> Result<Result<Option<i64>, kube::Error>, UndoError> {
         let params = patch_params(req.dry_run);
         let ns = &req.namespace;
-        let generation = match (&plan.patch, req.kind) {
+        Ok(match (patch, req.kind) {
             (PlannedPatch::Json(patch), _) => {
                 let patch: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| UndoError::Api(format!("building the patch: {e}")))?;
@@ -382,10 +429,7 @@ impl UndoEngine {
                     .await
                     .map(|o| o.metadata.generation)
             }
-        };
-        let read_rv = plan.workload["metadata"]["resourceVersion"].as_str();
-        self.finish(req, read_rv, plan.report.clone(), generation)
-            .await
+        })
     }
 
     fn safety(&self, req: &UndoRequest, workload: &Value, report: &RollbackReport) -> Safety {

@@ -279,38 +279,56 @@ pub const NO_CLUSTER_CHECK: &str =
     "off: alerts are not checked against a cluster name (set ROLLBACKD_CLUSTER_NAME)";
 
 /// Ready when the journal takes writes and the rules are loaded.
-async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+///
+/// The probe needs no credentials, so it says only what a probe needs:
+/// `reachable`, `unreachable`, `writable`. The details (the API server's
+/// version and error text, the journal's error, the cluster name) go to
+/// callers that present the operator token.
+async fn readyz(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let operator = check_operator_auth(&app, &headers).is_ok();
     let journal = app.journal.probe_writable().await;
     let rules = app.rules.rules.len();
     // The cluster is reported, not required: without it rollbackd still
     // journals (and answers Alertmanager), and rollbacks wait for a replay.
-    let cluster = match app.cluster.engine() {
+    let (cluster, cluster_detail) = match app.cluster.engine() {
         Ok(engine) => {
             match tokio::time::timeout(CLUSTER_PROBE, engine.client().apiserver_version()).await {
-                Ok(Ok(v)) => format!("reachable (Kubernetes {})", v.git_version),
-                Ok(Err(e)) => format!("unreachable: {e}"),
-                Err(_) => format!("unreachable: no answer within {}s", CLUSTER_PROBE.as_secs()),
+                Ok(Ok(v)) => (
+                    "reachable",
+                    format!("reachable (Kubernetes {})", v.git_version),
+                ),
+                Ok(Err(e)) => ("unreachable", format!("unreachable: {e}")),
+                Err(_) => (
+                    "unreachable",
+                    format!("unreachable: no answer within {}s", CLUSTER_PROBE.as_secs()),
+                ),
             }
         }
-        Err(why) => format!("unavailable: {why}"),
+        Err(why) => ("unavailable", format!("unavailable: {why}")),
+    };
+    let journal_check = match (&journal, operator) {
+        (Ok(()), _) => "writable".to_string(),
+        (Err(e), true) => e.to_string(),
+        (Err(_), false) => "not writable".to_string(),
     };
     let ready = journal.is_ok() && rules > 0;
     let body = json!({
         "ready": ready,
         "checks": {
-            "journal": match &journal { Ok(()) => "writable".to_string(), Err(e) => e.to_string() },
+            "journal": journal_check,
             "rules": format!("{rules} rules loaded"),
-            "cluster": cluster,
+            "cluster": if operator { cluster_detail } else { cluster.to_string() },
         },
         "dry_run": app.settings.dry_run,
-        // Which cluster alerts must be for; said plainly when unchecked.
-        "cluster_name": match &app.settings.cluster_name {
-            Some(name) => json!(name),
-            None => json!(null),
+        // Which cluster alerts must be for (to the operator); whether they
+        // are checked at all, said plainly to anyone.
+        "cluster_name": match (&app.settings.cluster_name, operator) {
+            (Some(name), true) => json!(name),
+            _ => json!(null),
         },
         "cluster_check": match &app.settings.cluster_name {
-            Some(name) => format!(
-                "alerts whose {} label names another cluster than {name} are refused",
+            Some(_) => format!(
+                "on: alerts whose {} label names another cluster are refused",
                 app.rules.guard.cluster_label
             ),
             None => NO_CLUSTER_CHECK.to_string(),

@@ -16,7 +16,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::adapters::journal::{JournalError, NewWebhook, Source, WebhookSummary};
-use crate::adapters::metrics::WebhookOutcome;
+use crate::adapters::metrics::{AuthApi, WebhookOutcome};
 use crate::core::parse::parse_notification;
 use crate::service::config::WebhookAuth;
 use crate::service::http::api::ApiError;
@@ -45,6 +45,9 @@ pub async fn receive(
         Err(e) => (e.webhook_outcome(), e.status().as_u16()),
     };
     app.metrics.webhook(outcome, code);
+    if let Err(ApiError::Unauthorized { missing, .. }) = &result {
+        auth_failed(app.as_ref(), AuthApi::webhook, *missing, &headers);
+    }
     result.map(Json)
 }
 
@@ -177,10 +180,30 @@ pub fn check_operator_auth(app: &AppState, headers: &HeaderMap) -> Result<(), Ap
     if ok {
         Ok(())
     } else {
+        auth_failed(app, AuthApi::operator, presented.is_empty(), headers);
         Err(ApiError::Unauthorized {
             challenge: "Bearer realm=\"rollbackd operator\"".into(),
             missing: presented.is_empty(),
         })
+    }
+}
+
+/// Counts a refused credential and logs it, rate-limited, with what a
+/// person tracing a scanner or a misconfigured Alertmanager needs (never
+/// the credential).
+fn auth_failed(app: &AppState, api: AuthApi, missing: bool, headers: &HeaderMap) {
+    if app.metrics.auth_failure(api, missing) {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let agent: String = agent.chars().take(80).collect();
+        tracing::warn!(
+            api = ?api,
+            reason = if missing { "missing" } else { "wrong" },
+            user_agent = %agent.escape_debug(),
+            "request refused: bad credentials (further ones within 10 s are only counted, rollbackd_auth_failures_total)"
+        );
     }
 }
 
