@@ -42,13 +42,15 @@ start() {
 
 export PAYLOAD=bench/payload-3-alerts.json
 start bare "$work/bare.log" target/release/examples/bare_parse 127.0.0.1:0
+# The "addr=" line comes from rollbackd::service::server (rollbackd::app in
+# builds before the layers, kept for ROLLBACKD_BIN A/B runs against them).
 # The acknowledgement path alone: journal durable, worker off.
-start intake "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::service::server=info \
+start intake "$work/intake.log" env ROLLBACKD_LOG=warn,rollbackd::service::server=info,rollbackd::app=info \
   "$ROLLBACKD_BIN" serve --listen 127.0.0.1:0 --journal "$work/intake.db" \
   --rules rules --webhook-token bench-token --intake-only
 # The whole service: the worker decides every alert meanwhile (no cluster:
 # each rollback decision is journaled as not done and logged at ERROR).
-start durable "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::service::server=info KUBECONFIG=/nonexistent \
+start durable "$work/rollbackd.log" env ROLLBACKD_LOG=warn,rollbackd::service::server=info,rollbackd::app=info KUBECONFIG=/nonexistent \
   "$ROLLBACKD_BIN" serve --listen 127.0.0.1:0 --journal "$work/journal.db" \
   --rules rules --webhook-token bench-token
 
