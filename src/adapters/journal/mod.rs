@@ -176,6 +176,7 @@ impl Journal {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
+        owner_only(path).map_err(|e| open_err(&e))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
         configure(&conn, options.busy_timeout).map_err(|e| open_err(&e))?;
         migrate(&mut conn).map_err(|e| open_err(&e))?;
@@ -360,4 +361,35 @@ fn fail_all(batch: Vec<Write>, e: &rusqlite::Error) {
     for write in batch {
         deliver(write, Err(JournalError::Commit(e.to_string())));
     }
+}
+
+/// The journal holds every alert's labels and annotations: readable by its
+/// owner only. A new file is created 0600 before SQLite opens it (SQLite
+/// gives `-wal` and `-shm` the database file's mode); an existing file, or
+/// its `-wal`/`-shm`, readable by others is narrowed to 0600.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                tracing::warn!(file = %file.display(), mode = format!("{:o}", m.permissions().mode() & 0o777), "journal file readable by others: narrowed to 0600");
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -255,3 +255,33 @@ async fn newer_schema_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn journal_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let mode = |suffix: &str| {
+        let file = format!("{}{suffix}", path.display());
+        std::fs::metadata(file).unwrap().permissions().mode() & 0o777
+    };
+    {
+        let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+        j.append(webhook()).await.unwrap();
+        // The process umask (022 here) would have made them 0644.
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "j.db{suffix}");
+        }
+    }
+    // A journal from before (0644) is narrowed when opened.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        if std::path::Path::new(&file).exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let j = Journal::open(&path, JournalOptions::default(), None).unwrap();
+    j.append(webhook()).await.unwrap();
+    assert_eq!(mode(""), 0o600);
+    assert_eq!(mode("-wal"), 0o600);
+}
