@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::cluster::TestKube;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollbackd::adapters::cluster::undo::{DryRun, Prepared, UndoError, UndoOutcome, UndoRequest};
+use rollbackd::adapters::cluster::undo::{
+    DryRun, Plan, Prepared, UndoEngine, UndoError, UndoOutcome, UndoRequest,
+};
 use rollbackd::adapters::cluster::watch::{follow, FollowOutcome};
 use rollbackd::core::decide::WorkloadKind;
 use rollbackd::core::undo_plan::PlanError;
@@ -36,6 +38,18 @@ async fn two_releases(kube: &TestKube) {
     kube.set_image(DEPLOY, "web", "registry.local/web:v2").await;
 }
 
+/// web's two releases, and rollbackd's plan to undo the second, read but
+/// not yet sent (what lands between read and patch is the test's).
+async fn planned(kube: &TestKube) -> (UndoEngine, UndoRequest, Box<Plan>) {
+    two_releases(kube).await;
+    let engine = kube.engine();
+    let req = request(kube, "web");
+    let Prepared::Ready(plan) = engine.prepare(&req).await.unwrap() else {
+        panic!("a plan")
+    };
+    (engine, req, plan)
+}
+
 /// Events in the namespace about `name` with `reason`.
 async fn events(kube: &TestKube, name: &str, reason: &str) -> Vec<Value> {
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(kube.client(), &kube.ns);
@@ -51,12 +65,7 @@ async fn events(kube: &TestKube, name: &str, reason: &str) -> Vec<Value> {
 
 on_both! {
     async fn a_deploy_landing_between_read_and_patch_is_never_overwritten(kube) {
-        two_releases(&kube).await;
-        let engine = kube.engine();
-        let req = request(&kube, "web");
-        let Prepared::Ready(plan) = engine.prepare(&req).await.unwrap() else {
-            panic!("a plan")
-        };
+        let (engine, req, plan) = planned(&kube).await;
         // A deploy lands between rollbackd's read and its patch.
         kube.kubectl_ok(&["set", "image", "deployment/web", "app=registry.local/web:v3"]).await;
         let result = engine.apply(&req, *plan).await;
@@ -400,12 +409,7 @@ on_both! {
         // changes the resourceVersion but not what is deployed. Found on
         // the real control plane, where a controller's status write landed
         // between rollbackd's read and its patch.
-        two_releases(&kube).await;
-        let engine = kube.engine();
-        let req = request(&kube, "web");
-        let Prepared::Ready(plan) = engine.prepare(&req).await.unwrap() else {
-            panic!("a plan")
-        };
+        let (engine, req, plan) = planned(&kube).await;
         let before = kube.get(DEPLOY, "web").await;
         kube.api(DEPLOY)
             .patch_status(
