@@ -151,12 +151,12 @@ pub fn decide(rules: &Rules, alert: &Alert, now: Timestamp) -> Decision {
             kind: DecisionKind::Notify,
             rule: name,
             reason: matched,
-            target: resolve_target(alert).ok(),
+            target: resolve_target(alert, rules.guard.allow_revision_annotation).ok(),
             deadline_secs,
             hold_until: None,
         },
         kind @ (DecisionKind::Rollback | DecisionKind::RollbackAfter) => {
-            match resolve_target(alert) {
+            match resolve_target(alert, rules.guard.allow_revision_annotation) {
                 Ok(target) => Decision {
                     kind,
                     rule: name,
@@ -211,7 +211,11 @@ fn whole_seconds(d: Duration) -> u64 {
 }
 
 /// The workload the alert names, or why there is none.
-fn resolve_target(alert: &Alert) -> Result<Target, String> {
+///
+/// `allow_revision`: the rules' `guard.allow_revision_annotation`; without
+/// it an alert that names a revision gets no target (a notification says
+/// why) rather than a rollback to another revision than it asked for.
+fn resolve_target(alert: &Alert, allow_revision: bool) -> Result<Target, String> {
     let annotation = alert
         .annotations
         .get(TARGET_ANNOTATION)
@@ -237,6 +241,11 @@ fn resolve_target(alert: &Alert) -> Result<Target, String> {
     };
     let to_revision = match alert.annotations.get(REVISION_ANNOTATION) {
         None => None,
+        Some(_) if !allow_revision => {
+            return Err(format!(
+                "annotation {REVISION_ANNOTATION} is not allowed: the rules' guard.allow_revision_annotation is off"
+            ))
+        }
         Some(text) => match text.trim().parse::<i64>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
@@ -858,20 +867,33 @@ rules:
         assert!(!is_dns1123_label(&"a".repeat(64)));
     }
 
+    /// The default rules with `guard.allow_revision_annotation: true`.
+    fn revisions_allowed(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Decision {
+        let mut rules = Rules::embedded_default();
+        rules.guard.allow_revision_annotation = true;
+        let mut all = vec![("severity", "critical")];
+        all.extend_from_slice(labels);
+        decide(&rules, &alert(&all, annotations), now())
+    }
+
     #[test]
-    fn to_revision_annotation_is_carried_in_the_target() {
-        let d = critical(
-            &[("namespace", "shop"), ("deployment", "web")],
-            &[("rollback_to_revision", "4")],
-        );
+    fn to_revision_annotation_is_carried_in_the_target_when_allowed() {
+        let labels = [("namespace", "shop"), ("deployment", "web")];
+        let annotations = [("rollback_to_revision", "4")];
+        let d = revisions_allowed(&labels, &annotations);
         assert_eq!(d.target, Some(web(Some(4))));
+        // By default an alert may not choose the revision: notify, and why.
+        assert_eq!(
+            critical(&labels, &annotations),
+            demoted("no rollback target: annotation rollback_to_revision is not allowed: the rules' guard.allow_revision_annotation is off")
+        );
     }
 
     #[test]
     fn bad_to_revision_means_no_target() {
         for bad in ["abc", "0", "-3", "4.0", ""] {
             assert_eq!(
-                critical(&[("namespace", "shop"), ("deployment", "web")], &[("rollback_to_revision", bad)]),
+                revisions_allowed(&[("namespace", "shop"), ("deployment", "web")], &[("rollback_to_revision", bad)]),
                 demoted(&format!("no rollback target: annotation rollback_to_revision {bad:?} is not a positive revision number")),
                 "{bad:?}"
             );

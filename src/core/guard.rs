@@ -114,6 +114,10 @@ pub struct GuardConfig {
     pub cluster_label: String,
     /// Refuse alerts without that label too (only with a cluster name).
     pub require_cluster_label: bool,
+    /// Let an alert's `rollback_to_revision` annotation choose the
+    /// revision. Off: an alert could otherwise send a workload back to any
+    /// revision still retained, however old.
+    pub allow_revision_annotation: bool,
 }
 
 impl Default for GuardConfig {
@@ -158,6 +162,9 @@ impl Default for GuardConfig {
             // Single-cluster Alertmanagers add no cluster label: accept
             // alerts without one unless told otherwise.
             require_cluster_label: false,
+            // Whoever writes alert rules should not pick revisions unless
+            // the platform team says so.
+            allow_revision_annotation: false,
         }
     }
 }
@@ -244,6 +251,8 @@ pub struct RawGuard {
     cluster_label: Option<String>,
     #[serde(default)]
     require_cluster_label: Option<bool>,
+    #[serde(default)]
+    allow_revision_annotation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +327,9 @@ impl RawGuard {
         }
         if let Some(require) = self.require_cluster_label {
             g.require_cluster_label = require;
+        }
+        if let Some(allow) = self.allow_revision_annotation {
+            g.allow_revision_annotation = allow;
         }
         Ok(g)
     }
