@@ -211,6 +211,7 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
     let server = TestServer::start_full(
         move |s| {
             s.rules = rollbackd::service::config::RulesSource::Dir(dir);
+            s.slack_allowed_channels = vec!["#frontend".into()];
             s.slack = rollbackd::adapters::report::SlackConfig::Bot {
                 token: rollbackd::core::secret::Secret::new(BOT_TOKEN),
                 channel: "#rollbacks".into(),
@@ -223,6 +224,8 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
     .await;
     let mut body: Value = serde_json::from_slice(FIRING).unwrap();
     body["alerts"][1]["annotations"]["slack_channel"] = "#frontend".into();
+    // Not on the allow-list: the default channel, and the message says why.
+    body["alerts"][3]["annotations"]["slack_channel"] = "#everyone".into();
     server
         .post_webhook(&serde_json::to_vec(&body).unwrap())
         .await;
@@ -247,5 +250,22 @@ async fn slack_channel_comes_from_the_alert_then_the_rule_then_the_default() {
         "the alert's annotation wins"
     );
     assert_eq!(channel_of("HighErrorRate"), ["#rollbacks"], "the default");
+    assert_eq!(
+        channel_of("SlowCheckout"),
+        ["#rollbacks"],
+        "an annotation naming a channel not allowed is not followed"
+    );
+    let refused = requests
+        .iter()
+        .find(|r| r.method() == "chat.postMessage" && r.body.to_string().contains("SlowCheckout"))
+        .unwrap();
+    assert!(
+        refused
+            .body
+            .to_string()
+            .contains("is not an allowed channel (ROLLBACKD_SLACK_ALLOWED_CHANNELS)"),
+        "{}",
+        refused.body
+    );
     server.stop().await;
 }

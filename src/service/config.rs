@@ -226,6 +226,10 @@ pub struct ServeArgs {
     /// Slack Web API base URL [default: https://slack.com/api].
     #[arg(long, env = "ROLLBACKD_SLACK_API_URL")]
     pub slack_api_url: Option<String>,
+    /// Channels an alert's `slack_channel` annotation may name, comma
+    /// separated [default: none; the annotation is not followed].
+    #[arg(long, env = "ROLLBACKD_SLACK_ALLOWED_CHANNELS", value_delimiter = ',')]
+    pub slack_allowed_channels: Option<Vec<String>>,
     /// Run several replicas: elect one through a Lease; it spends the rate
     /// budgets and runs holds, the others hand their webhooks to it.
     #[arg(long, env = "ROLLBACKD_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true")]
@@ -284,6 +288,7 @@ struct FileConfig {
     slack_bot_token_file: Option<PathBuf>,
     slack_channel: Option<String>,
     slack_api_url: Option<String>,
+    slack_allowed_channels: Option<Vec<String>>,
     leader_elect: Option<bool>,
     leader_elect_lease_name: Option<String>,
     leader_elect_namespace: Option<String>,
@@ -342,6 +347,10 @@ pub struct Settings {
     pub intake_only: bool,
     /// Where reports go.
     pub slack: SlackConfig,
+    /// Channels an alert's `slack_channel` annotation may name; empty: the
+    /// annotation is not followed (whoever writes alert rules could post
+    /// incidents anywhere the bot is).
+    pub slack_allowed_channels: Vec<String>,
     /// Leader election among replicas, when enabled.
     pub leader_election: Option<LeaderElection>,
     /// This cluster's name; `None`: alerts are not checked against one.
@@ -449,6 +458,15 @@ impl Settings {
             insecure_no_auth,
             intake_only,
             slack,
+            slack_allowed_channels: args
+                .slack_allowed_channels
+                .clone()
+                .or(file.slack_allowed_channels)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
             leader_election,
             cluster_name: args
                 .cluster_name

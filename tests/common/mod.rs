@@ -83,6 +83,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         slack: rollbackd::adapters::report::SlackConfig::Disabled,
         leader_election: None,
         cluster_name: None,
+        slack_allowed_channels: Vec::new(),
     }
 }
 

@@ -161,7 +161,8 @@ impl Worker {
     }
 
     /// The incident Slack is told about. Its channel: the alert's
-    /// `slack_channel` annotation, else its rule's, else the default.
+    /// `slack_channel` annotation when it names an allowed channel, else
+    /// its rule's, else the default.
     fn incident(
         &self,
         external_url: &str,
@@ -171,6 +172,17 @@ impl Worker {
         detail: String,
     ) -> Incident {
         let mut incident = Incident::new(external_url, alert, decision, stage, detail);
+        if let Some(asked) = incident.channel.take() {
+            // The annotation comes from whoever writes alert rules: only
+            // channels the operator allowed.
+            if self.state.settings.slack_allowed_channels.contains(&asked) {
+                incident.channel = Some(asked);
+            } else {
+                incident.notes.push(format!(
+                    "slack_channel {asked:?} is not an allowed channel (ROLLBACKD_SLACK_ALLOWED_CHANNELS): posted to the rule's or the default channel"
+                ));
+            }
+        }
         if incident.channel.is_none() {
             incident.channel = self
                 .state
