@@ -320,6 +320,30 @@ fn shape(deploy: &Value, replica_sets: &[Value]) -> Value {
     json!({"workload": strip(deploy), "history": sets})
 }
 
+/// `kind` web as the API server has it, and its ReplicaSets or
+/// ControllerRevisions.
+async fn life(kube: &TestKube, kind: WorkloadKind) -> (Value, Vec<Value>) {
+    let workload = kube.get(kind, "web").await;
+    let history: Vec<Value> = if kind == DEPLOY {
+        let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+            Api::namespaced(kube.client(), &kube.ns);
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect()
+    } else {
+        let api: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+            Api::namespaced(kube.client(), &kube.ns);
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect()
+    };
+    (workload, history)
+}
+
 /// The same steps on the fake and on the real server give the same objects,
 /// but for names, uids, versions and times: two releases of `kind`, undone
 /// by rollbackd, rolled out; the workload and its history objects
@@ -334,24 +358,20 @@ async fn agree(kind: WorkloadKind) {
         req.kind = kind;
         kube.engine().undo(&req).await.unwrap();
         kube.settle(kind, "web").await;
-        let workload = kube.get(kind, "web").await;
-        let history: Vec<Value> = if kind == DEPLOY {
-            let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
-                Api::namespaced(kube.client(), &kube.ns);
-            let items = api.list(&ListParams::default()).await.unwrap().items;
-            items
-                .into_iter()
-                .map(|o| serde_json::to_value(o).unwrap())
-                .collect()
-        } else {
-            let api: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
-                Api::namespaced(kube.client(), &kube.ns);
-            let items = api.list(&ListParams::default()).await.unwrap().items;
-            items
-                .into_iter()
-                .map(|o| serde_json::to_value(o).unwrap())
-                .collect()
-        };
+        // `rollout status` is satisfied before the real controllers' last
+        // status writes (a pod still counted as terminating): read once
+        // those have landed.
+        let (workload, history) = common::until(
+            "the rollout's last status writes",
+            Duration::from_secs(30),
+            || async {
+                let life = life(&kube, kind).await;
+                let terminating =
+                    |o: &Value| o["status"]["terminatingReplicas"].as_i64().unwrap_or(0) > 0;
+                (!terminating(&life.0) && !life.1.iter().any(terminating)).then_some(life)
+            },
+        )
+        .await;
         shapes.push(shape(&workload, &history));
     }
     let (real, fake) = (&shapes[0], &shapes[1]);

@@ -285,6 +285,19 @@ impl TestKube {
             "{kind:?} {}/{name} did not become healthy: {outcome:?}",
             self.ns
         );
+        // `rollout status` is satisfied before the real controller's last
+        // status write (the old pods counted as terminating until they are
+        // gone): wait for it, so a test that compares resourceVersions
+        // afterwards sees no write of the controller's.
+        super::until(
+            "the rollout's last status write",
+            Duration::from_secs(30),
+            || async {
+                let w = self.get(kind, name).await;
+                (w["status"]["terminatingReplicas"].as_i64().unwrap_or(0) == 0).then_some(())
+            },
+        )
+        .await;
     }
 
     /// The typed-less API of `kind` in this namespace.
