@@ -5,7 +5,8 @@
 //! The worker reads its work from the journal, never from memory, so a
 //! webhook acknowledged just before a crash is processed after the restart.
 //! A `rollback` decision goes to the undo engine (server-side dry-run when
-//! dry-run is on), and the rollout is then followed in the background.//!
+//! dry-run is on), and the rollout is then followed in the background.
+//!
 //! By concern: `pipeline` (one alert: decide, guard, undo, report), `holds`
 //! (`rollback-after`), `watches` (rollouts followed in the background) and
 //! `forward` (a follower hands work to the leader).
