@@ -28,7 +28,8 @@
 //! while serde walks the YAML, so the parser's own position is the line;
 //! checks across fields (a hold against the deadline, duplicate names) ask
 //! the parser again for the position of the offending value (see
-//! `lines`), so every line is exact.//!
+//! `lines`), so every line is exact.
+//!
 //! By concern: [`matrix`] (the rules, the gate, the table `check` prints),
 //! [`matcher`] (Alertmanager matchers and their scanner), [`duration`]
 //! (durations, limit windows), `syntax` (the file format as serde reads
