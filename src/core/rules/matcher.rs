@@ -1,12 +1,61 @@
 //! Alertmanager matchers: `=`, `!=`, `=~`, `!~`, anchored regexes, the
 //! brace form, and the scanner that reads them.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use regex::Regex;
 
 use crate::core::parse::LabelSet;
+
+thread_local! {
+    /// The regexes compiled while one rules file is read, by pattern: a
+    /// pattern repeated (by hand, or by a YAML alias that repeats a whole
+    /// list of matchers across every rule) is compiled once, and its
+    /// matchers share the program (a `Regex` clone is a reference).
+    static COMPILED: RefCell<Option<HashMap<String, Regex>>> = const { RefCell::new(None) };
+}
+
+/// Runs `read` (the reading of one rules file) with a regex cache; the
+/// outermost call owns it and drops it at the end.
+pub(super) fn with_regex_cache<T>(read: impl FnOnce() -> T) -> T {
+    let outermost = COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        let outermost = cache.is_none();
+        if outermost {
+            *cache = Some(HashMap::new());
+        }
+        outermost
+    });
+    let out = read();
+    if outermost {
+        COMPILED.with(|c| *c.borrow_mut() = None);
+    }
+    out
+}
+
+/// `pattern` compiled, from the current file's cache when it has it.
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    COMPILED.with(|c| match c.borrow_mut().as_mut() {
+        Some(cache) => {
+            if let Some(re) = cache.get(pattern) {
+                return Ok(re.clone());
+            }
+            let re = Regex::new(pattern)?;
+            cache.insert(pattern.to_string(), re.clone());
+            Ok(re)
+        }
+        None => Regex::new(pattern),
+    })
+}
+
+/// How many distinct regexes the current file's cache holds (tests).
+#[cfg(test)]
+pub(super) fn compiled_count() -> usize {
+    COMPILED.with(|c| c.borrow().as_ref().map_or(0, HashMap::len))
+}
 
 /// Matcher operator, as in Alertmanager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,7 +135,7 @@ impl Matcher {
         };
         if op.is_regex() {
             // Alertmanager anchors every regex matcher at both ends.
-            match Regex::new(&format!("^(?:{})$", matcher.value)) {
+            match compile(&format!("^(?:{})$", matcher.value)) {
                 Ok(re) => matcher.regex = Some(re),
                 Err(e) => {
                     return Err(MatcherError(format!(

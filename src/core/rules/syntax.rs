@@ -135,6 +135,19 @@ string_value!(GateValue(String), "the annotation value", |v| {
     }
 });
 
+/// Rules in one file at most. A decision matrix is a screenful; a
+/// thousand rules is far past any real one, and the cap (with
+/// [`MAX_MATCHERS_PER_RULE`] and the per-file regex cache) bounds what a
+/// small file can expand to through YAML aliases.
+pub(super) const MAX_RULES_PER_FILE: usize = 1000;
+/// Matchers in one rule at most: Alertmanager routes rarely use more than
+/// a handful.
+pub(super) const MAX_MATCHERS_PER_RULE: usize = 64;
+const TOO_MANY_RULES: &str =
+    "more than 1000 rules in one file (YAML aliases count each time they are used): split the matrix or simplify it";
+const TOO_MANY_MATCHERS: &str =
+    "more than 64 matchers in one rule (YAML aliases count each time they are used)";
+
 /// `match:` as a list of single matchers or one string in brace form.
 pub(super) struct MatcherList(pub(super) Vec<Matcher>);
 
@@ -147,7 +160,11 @@ impl<'de> Deserialize<'de> for MatcherList {
                 f.write_str("a list of matchers or a string like '{severity=\"critical\"}'")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<MatcherList, E> {
-                parse_matcher_set(v).map(MatcherList).map_err(E::custom)
+                let matchers = parse_matcher_set(v).map_err(E::custom)?;
+                if matchers.len() > MAX_MATCHERS_PER_RULE {
+                    return Err(E::custom(TOO_MANY_MATCHERS));
+                }
+                Ok(MatcherList(matchers))
             }
             fn visit_unit<E: de::Error>(self) -> Result<MatcherList, E> {
                 Err(E::custom(
@@ -165,6 +182,9 @@ impl<'de> Deserialize<'de> for MatcherList {
                 // that item's line.
                 let mut matchers = Vec::new();
                 while let Some(OneMatcher(m)) = seq.next_element()? {
+                    if matchers.len() == MAX_MATCHERS_PER_RULE {
+                        return Err(de::Error::custom(TOO_MANY_MATCHERS));
+                    }
                     matchers.push(m);
                 }
                 Ok(MatcherList(matchers))
@@ -188,6 +208,9 @@ impl<'de> Deserialize<'de> for RuleList {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList, A::Error> {
                 let mut rules = Vec::new();
                 while let Some(rule) = seq.next_element()? {
+                    if rules.len() == MAX_RULES_PER_FILE {
+                        return Err(de::Error::custom(TOO_MANY_RULES));
+                    }
                     rules.push(rule);
                 }
                 if rules.is_empty() {

@@ -420,3 +420,44 @@ fn guard_section_overrides_defaults_and_bad_limits_name_their_line() {
             "tests/fixtures/rules/bad-limit.yaml:1: guard.limits.workload: invalid limit \"1 every 10m\": expected like \"1 per 10m\" or \"5 per 1h, burst 2\""
         );
 }
+
+/// A list of matchers anchored once and aliased by every rule: what the
+/// security review's 21 KB file did (789 MB). The regexes are compiled once
+/// per distinct pattern, and past 1,000 rules or 64 matchers a rule the file
+/// is refused, with the line.
+#[test]
+fn aliased_matchers_compile_each_regex_once_and_are_capped() {
+    let mut text = String::from("rules:\n  - name: r0\n    match: &m\n");
+    for i in 0..64 {
+        text.push_str(&format!(
+            "      - 'alertname=~\"(Service|Api){i}.*Down\"'\n"
+        ));
+    }
+    text.push_str("    decision: notify\n    deadline: 5m\n");
+    for i in 1..1000 {
+        text.push_str(&format!(
+            "  - name: r{i}\n    match: *m\n    decision: notify\n    deadline: 5m\n"
+        ));
+    }
+    let (rules, compiled) = super::matcher::with_regex_cache(|| {
+        let rules = Rules::parse("alias.yaml", &text).unwrap();
+        (rules, super::matcher::compiled_count())
+    });
+    assert_eq!(rules.rules.len(), 1000);
+    assert_eq!(rules.rules[999].matchers.len(), 64);
+    assert_eq!(compiled, 64, "one compiled regex per distinct pattern");
+
+    let over =
+        text.clone() + "  - name: r1000\n    match: *m\n    decision: notify\n    deadline: 5m\n";
+    let err = Rules::parse("alias.yaml", &over).unwrap_err().to_string();
+    assert!(err.starts_with("alias.yaml:"), "{err}");
+    assert!(err.contains("more than 1000 rules in one file"), "{err}");
+
+    let mut wide = String::from("rules:\n  - name: r0\n    match:\n");
+    for i in 0..65 {
+        wide.push_str(&format!("      - 'team=\"t{i}\"'\n"));
+    }
+    wide.push_str("    decision: notify\n    deadline: 5m\n");
+    let err = Rules::parse("wide.yaml", &wide).unwrap_err().to_string();
+    assert!(err.contains("more than 64 matchers in one rule"), "{err}");
+}

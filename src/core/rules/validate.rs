@@ -139,10 +139,11 @@ fn parse_file(file: &str, source: &str) -> Result<ParsedFile, RulesError> {
             None => invalid(1, format!("YAML syntax error: {e}")),
         });
     }
-    let raw: RawFile = serde_norway::from_str(source).map_err(|e| {
-        let (line, reason) = shape_error(source, &e);
-        invalid(line, reason)
-    })?;
+    let raw: RawFile = super::matcher::with_regex_cache(|| serde_norway::from_str(source))
+        .map_err(|e| {
+            let (line, reason) = shape_error(source, &e);
+            invalid(line, reason)
+        })?;
 
     let gate = raw.gate.map(|g| {
         let default = Gate::default();
