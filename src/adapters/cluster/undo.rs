@@ -369,13 +369,19 @@ impl UndoEngine {
         let mut moved = 0;
         loop {
             let sent = self.send(req, &plan.patch).await?;
-            // The precondition failed: if only the status moved (the
-            // controller's own writes), the plan still holds; send it again
-            // under the new resourceVersion, a bounded number of times.
+            // The precondition failed: read again. If only the status moved
+            // (the controller's own writes), the plan still holds: send it
+            // again under the new resourceVersion, a bounded number of
+            // times. Otherwise the read is what classifies the refusal.
+            let mut reread = None;
             if let Err(e) = &sent {
-                if matches!(api_code(e), Some(409) | Some(422)) && moved < STATUS_MOVES {
-                    if let Ok(now) = self.get_workload(req.kind, &req.namespace, &req.name).await {
-                        if plan::only_status_moved(&plan.workload, &now) {
+                if matches!(api_code(e), Some(409) | Some(422)) {
+                    let now = self.get_workload(req.kind, &req.namespace, &req.name).await;
+                    match now {
+                        Ok(now)
+                            if moved < STATUS_MOVES
+                                && plan::only_status_moved(&plan.workload, &now) =>
+                        {
                             let rv = now["metadata"]["resourceVersion"]
                                 .as_str()
                                 .unwrap_or_default();
@@ -392,11 +398,14 @@ impl UndoEngine {
                             moved += 1;
                             continue;
                         }
+                        other => reread = Some(other),
                     }
                 }
             }
             let read_rv = plan.workload["metadata"]["resourceVersion"].as_str();
-            return self.finish(req, read_rv, plan.report.clone(), sent).await;
+            return self
+                .finish(req, read_rv, plan.report.clone(), sent, reread)
+                .await;
         }
     }
 
@@ -453,12 +462,15 @@ impl UndoEngine {
     }
 
     /// Maps the patch result to an outcome and records the Event.
+    /// `reread`: the workload as `apply` read it after a refused
+    /// precondition (read here when it has not).
     async fn finish(
         &self,
         req: &UndoRequest,
         read_rv: Option<&str>,
         mut report: RollbackReport,
         result: Result<Option<i64>, kube::Error>,
+        reread: Option<Result<Value, UndoError>>,
     ) -> Result<UndoOutcome, UndoError> {
         match result {
             Ok(generation) => {
@@ -474,7 +486,11 @@ impl UndoEngine {
             // patch by reading the object again.
             Err(e) if matches!(api_code(&e), Some(409) | Some(422)) => {
                 let read = read_rv.unwrap_or_default();
-                match self.get_workload(req.kind, &req.namespace, &req.name).await {
+                let now = match reread {
+                    Some(now) => now,
+                    None => self.get_workload(req.kind, &req.namespace, &req.name).await,
+                };
+                match now {
                     Ok(now) if now["metadata"]["resourceVersion"].as_str() != Some(read) => {
                         Ok(UndoOutcome::NewerDeployDetected {
                             detail: format!(
