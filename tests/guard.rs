@@ -53,18 +53,13 @@ async fn event_when(server: &TestServer, id: i64, done: impl Fn(&Value) -> bool)
     .await
 }
 
-async fn post(server: &TestServer, body: &[u8]) -> i64 {
-    let r: Value = server.post_webhook(body).await.json().await.unwrap();
-    r["id"].as_i64().unwrap()
-}
-
 #[tokio::test]
 async fn hold_rolls_back_when_it_ends_with_the_alert_still_firing() {
     let fake = FakeKube::start().await;
     let checkout = release_twice(&fake, "shop", "checkout").await;
     let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
     // SlowCheckout, severity medium: rollback-after, hold 2m.
-    let id = post(&server, &group(&[3], FIRING)).await;
+    let id = server.post_id(&group(&[3], FIRING)).await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(actions(&event, 0), ["hold:waiting"]);
     assert!(fake
@@ -73,7 +68,7 @@ async fn hold_rolls_back_when_it_ends_with_the_alert_still_firing() {
 
     // Alertmanager re-sends during the hold: same hold, same due time.
     server.clock.advance(Duration::from_secs(60));
-    let again = post(&server, &group(&[3], FIRING)).await;
+    let again = server.post_id(&group(&[3], FIRING)).await;
     let event = event_when(&server, again, |_| true).await;
     assert_eq!(
         event["alerts"][0]["actions"][0]["detail"],
@@ -106,17 +101,19 @@ async fn a_resolved_notification_cancels_the_hold() {
     let fake = FakeKube::start().await;
     let checkout = release_twice(&fake, "shop", "checkout").await;
     let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
-    let id = post(&server, &group(&[3], FIRING)).await;
+    let id = server.post_id(&group(&[3], FIRING)).await;
     event_when(&server, id, |_| true).await;
     // The captured resolved group: SlowCheckout resolved, same episode.
-    let resolved = post(&server, &group(&[3], RESOLVED)).await;
+    let resolved = server.post_id(&group(&[3], RESOLVED)).await;
     let event = event_when(&server, resolved, |_| true).await;
     assert_eq!(actions(&event, 0), ["hold:cancelled"]);
     server.clock.advance(Duration::from_secs(600));
     server.state.wake_worker();
     // Another webhook goes through after the due time: the worker has
     // looked at holds since, and nothing was rolled back.
-    let later = post(&server, &alerts(&[("Other", "low", "shop", "checkout")])).await;
+    let later = server
+        .post_id(&alerts(&[("Other", "low", "shop", "checkout")]))
+        .await;
     event_when(&server, later, |_| true).await;
     assert!(fake
         .patches_to("deployments", "shop", "checkout")
@@ -138,7 +135,7 @@ async fn a_hold_survives_a_restart() {
         Cluster::at_url(&fake.url()),
     )
     .await;
-    let id = post(&first, &group(&[3], FIRING)).await;
+    let id = first.post_id(&group(&[3], FIRING)).await;
     event_when(&first, id, |_| true).await;
     first.stop().await;
 
@@ -171,14 +168,12 @@ async fn protected_namespaces_and_old_deploys_are_not_rolled_back() {
     fake.freeze_clock(std::time::UNIX_EPOCH + Duration::from_secs(1_763_805_600)); // 2025-11-22T10:00:00Z
     release_twice(&fake, "shop", "legacy").await;
     let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
-    let id = post(
-        &server,
-        &alerts(&[
+    let id = server
+        .post_id(&alerts(&[
             ("DNSDown", "critical", "kube-system", "coredns"),
             ("LegacyDown", "critical", "shop", "legacy"),
-        ]),
-    )
-    .await;
+        ]))
+        .await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(actions(&event, 0), ["rollback:refused"]);
     assert_eq!(
@@ -236,7 +231,9 @@ async fn gitops_managed_workloads_are_refused_or_suspended_first() {
 
     // Default policy: refuse, and say why.
     let server = TestServer::start_with_cluster(Cluster::at_url(&fake.url())).await;
-    let id = post(&server, &alerts(&[("WebDown", "critical", "shop", "web")])).await;
+    let id = server
+        .post_id(&alerts(&[("WebDown", "critical", "shop", "web")]))
+        .await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(actions(&event, 0), ["rollback:refused"]);
     assert!(event["alerts"][0]["actions"][0]["detail"]
@@ -264,14 +261,12 @@ async fn gitops_managed_workloads_are_refused_or_suspended_first() {
         Cluster::at_url(&fake.url()),
     )
     .await;
-    let id = post(
-        &server,
-        &alerts(&[
+    let id = server
+        .post_id(&alerts(&[
             ("WebDown", "critical", "shop", "web"),
             ("ApiDown", "critical", "shop", "api"),
-        ]),
-    )
-    .await;
+        ]))
+        .await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(actions(&event, 0)[0], "rollback:rolled-back");
     let detail = event["alerts"][0]["actions"][0]["detail"].as_str().unwrap();
@@ -333,7 +328,7 @@ async fn a_storm_is_bounded_by_the_budgets_and_every_alert_gets_an_outcome() {
         {
             a["fingerprint"] = format!("{:04}{:012x}", ids.len(), i).into();
         }
-        ids.push(post(&server, &serde_json::to_vec(&body).unwrap()).await);
+        ids.push(server.post_id(&serde_json::to_vec(&body).unwrap()).await);
     }
     let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
     let mut loud = 0;
@@ -392,28 +387,6 @@ async fn a_storm_is_bounded_by_the_budgets_and_every_alert_gets_an_outcome() {
     server.stop().await;
 }
 
-/// A firing group of critical alerts for shop/NAME, each with the given
-/// extra labels.
-fn alerts_with(list: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(&alerts(&[])).unwrap();
-    v["alerts"] = list
-        .iter()
-        .enumerate()
-        .map(|(i, (deploy, extra))| {
-            let mut labels = json!({"alertname": "ServiceDown", "severity": "critical",
-                "namespace": "shop", "deployment": deploy});
-            for (k, val) in *extra {
-                labels[*k] = json!(val);
-            }
-            json!({"status": "firing", "labels": labels,
-                "annotations": {"rollback": "true"},
-                "startsAt": "2026-11-22T12:50:41.011Z", "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus/graph", "fingerprint": format!("{i:016x}")})
-        })
-        .collect();
-    serde_json::to_vec(&v).unwrap()
-}
-
 #[tokio::test]
 async fn an_alert_for_another_cluster_leaves_this_cluster_untouched() {
     let fake = FakeKube::start().await;
@@ -426,12 +399,16 @@ async fn an_alert_for_another_cluster_leaves_this_cluster_untouched() {
         Cluster::at_url(&fake.url()),
     )
     .await;
-    let body = alerts_with(&[
-        ("eu", &[("cluster", "prod-eu")]),
-        ("us", &[("cluster", "prod-us")]),
-        ("plain", &[]),
-    ]);
-    let id = post(&server, &body).await;
+    let body = service_down(
+        "shop",
+        "2026-11-22T12:50:41.011Z",
+        &[
+            ("eu", &[("cluster", "prod-eu")]),
+            ("us", &[("cluster", "prod-us")]),
+            ("plain", &[]),
+        ],
+    );
+    let id = server.post_id(&body).await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(actions(&event, 0), ["rollback:refused"]);
     assert_eq!(
@@ -487,8 +464,12 @@ async fn require_cluster_label_refuses_alerts_without_one() {
         Cluster::at_url(&fake.url()),
     )
     .await;
-    let body = alerts_with(&[("plain", &[("cluster", "prod-us")])]);
-    let id = post(&server, &body).await;
+    let body = service_down(
+        "shop",
+        "2026-11-22T12:50:41.011Z",
+        &[("plain", &[("cluster", "prod-us")])],
+    );
+    let id = server.post_id(&body).await;
     let event = event_when(&server, id, |_| true).await;
     assert_eq!(
         event["alerts"][0]["actions"][0]["detail"],

@@ -8,31 +8,9 @@ use std::time::Duration;
 use common::cluster::TestKube;
 use common::*;
 use rollbackd::core::decide::WorkloadKind;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const DEPLOY: WorkloadKind = WorkloadKind::Deployment;
-
-/// A firing group of critical `ServiceDown` alerts for the deployments
-/// named, in `ns`, started at `starts_at`, each with extra labels.
-fn service_down(ns: &str, starts_at: &str, list: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(FIRING).unwrap();
-    v["alerts"] = list
-        .iter()
-        .enumerate()
-        .map(|(i, (deploy, extra))| {
-            let mut labels = json!({"alertname": "ServiceDown", "severity": "critical",
-                "namespace": ns, "deployment": deploy});
-            for (k, val) in *extra {
-                labels[*k] = json!(val);
-            }
-            json!({"status": "firing", "labels": labels,
-                "annotations": {"rollback": "true"},
-                "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus/graph", "fingerprint": format!("{i:016x}")})
-        })
-        .collect();
-    serde_json::to_vec(&v).unwrap()
-}
 
 /// `name`: v1 then v2-broken, both rolled out (the broken one is Ready:
 /// the alert, not the pods, says it is bad).
@@ -41,11 +19,6 @@ async fn bad_release(kube: &TestKube, name: &str) {
         .await;
     kube.set_image(DEPLOY, name, &format!("registry.local/{name}:v2-broken"))
         .await;
-}
-
-async fn post(server: &TestServer, body: &[u8]) -> i64 {
-    let r: Value = server.post_webhook(body).await.json().await.unwrap();
-    r["id"].as_i64().unwrap()
 }
 
 /// Revisions the Deployment has had (its `revision` annotation).
@@ -63,13 +36,13 @@ on_both! {
         bad_release(&kube, "web").await;
         let server = TestServer::start_with_cluster(kube.cluster()).await;
         let body = service_down(&kube.ns, STARTED, &[("web", &[])]);
-        let first = server.processed_event(post(&server, &body).await).await;
+        let first = server.processed_event(server.post_id(&body).await).await;
         assert_eq!(actions(&first, 0)[0], "rollback:rolled-back", "{first}");
         kube.settle(DEPLOY, "web").await;
         assert_eq!(kube.image(DEPLOY, "web").await, "registry.local/web:v1");
         assert_eq!(revision(&kube, "web").await, "3");
         // Alertmanager delivers again (repeat_interval, HA peer, retry).
-        let again = server.processed_event(post(&server, &body).await).await;
+        let again = server.processed_event(server.post_id(&body).await).await;
         assert_eq!(actions(&again, 0), ["rollback:already-rolled-back"], "{again}");
         let detail = again["alerts"][0]["actions"][0]["detail"].as_str().unwrap();
         assert!(detail.contains("already rolled back for this incident"), "{detail}");
@@ -95,7 +68,7 @@ on_both! {
             STARTED,
             &[("eu", &[("cluster", "prod-eu")]), ("us", &[("cluster", "prod-us")])],
         );
-        let event = server.processed_event(post(&server, &body).await).await;
+        let event = server.processed_event(server.post_id(&body).await).await;
         assert_eq!(actions(&event, 0), ["rollback:refused"]);
         assert_eq!(
             event["alerts"][0]["actions"][0]["detail"],
@@ -118,7 +91,7 @@ on_both! {
         let server = TestServer::start_with_cluster(kube.cluster()).await;
         server.clock.set(&(later + Duration::from_secs(5)).to_string());
         let body = service_down(&kube.ns, &later.to_string(), &[("legacy", &[])]);
-        let event = server.processed_event(post(&server, &body).await).await;
+        let event = server.processed_event(server.post_id(&body).await).await;
         assert_eq!(actions(&event, 0), ["rollback:refused"], "{event}");
         let detail = event["alerts"][0]["actions"][0]["detail"].as_str().unwrap();
         assert!(detail.contains("deploy predates the alert"), "{detail}");

@@ -145,6 +145,12 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Posts a webhook; the journal id of the receipt.
+    pub async fn post_id(&self, body: &[u8]) -> i64 {
+        let r: serde_json::Value = self.post_webhook(body).await.json().await.unwrap();
+        r["id"].as_i64().unwrap()
+    }
+
     /// An endpoint without credentials (`/healthz`, `/readyz`): status and
     /// JSON body.
     pub async fn get_open_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -274,4 +280,27 @@ pub fn rules_with_budget(dir: &std::path::Path, budget: u32) -> String {
     );
     std::fs::write(rules.join("default.yaml"), text).unwrap();
     format!("--rules={}", rules.display())
+}
+
+/// A firing group (the real fixture's envelope) of critical `ServiceDown`
+/// alerts for the deployments named, in `ns`, started at `starts_at`, each
+/// with extra labels.
+pub fn service_down(ns: &str, starts_at: &str, list: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(FIRING).unwrap();
+    v["alerts"] = list
+        .iter()
+        .enumerate()
+        .map(|(i, (deploy, extra))| {
+            let mut labels = serde_json::json!({"alertname": "ServiceDown", "severity": "critical",
+                "namespace": ns, "deployment": deploy});
+            for (k, val) in *extra {
+                labels[*k] = serde_json::json!(val);
+            }
+            serde_json::json!({"status": "firing", "labels": labels,
+                "annotations": {"rollback": "true"},
+                "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph", "fingerprint": format!("{i:016x}")})
+        })
+        .collect();
+    serde_json::to_vec(&v).unwrap()
 }
